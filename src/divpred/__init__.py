@@ -1,0 +1,23 @@
+"""divpred: Divide and Predict (Huang, Mortveit, Reidys, arXiv 2603.08649)."""
+
+from .influence import (
+    InfluenceSummary,
+    influence_matrix,
+    influence_moments,
+    influence_summary,
+    influence_variance,
+    self_influence,
+)
+from .models import MultinomialLogit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InfluenceSummary",
+    "MultinomialLogit",
+    "influence_matrix",
+    "influence_moments",
+    "influence_summary",
+    "influence_variance",
+    "self_influence",
+]

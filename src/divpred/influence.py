@@ -1,0 +1,205 @@
+r"""The influence random variable X and its moments, exactly and without an n x n matrix.
+
+For a fitted model with per-point gradients g_i (rows of G, shape (n, m)) and damped Hessian H
+(shape (m, m)), the influence of point i on the loss at point j is (the paper's Lemma 3)
+
+    K_ij = X(z_i, z_j) = -g_j^T H^{-1} g_i,      K = -G H^{-1} G^T   (symmetric).
+
+The paper's potential is the population variance of K over the N = n (n - 1) ordered pairs
+i != j. With H = L L^T and Y = G L^{-T} (so K = -Y Y^T):
+
+    S1 = 1^T K 1 - tr K = -||Y^T 1||^2 + sum_i ||y_i||^2
+    S2 = ||K||_F^2 - sum_i K_ii^2 = ||Y^T Y||_F^2 - sum_i ||y_i||^4
+    E[X] = S1 / N,   V[X] = S2 / N - (S1 / N)^2.
+
+Y^T Y, Y^T 1 and the sums over ||y_i|| accumulate over row blocks, so memory is
+O(chunk m + m^2) and time O(n m^2 + m^3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+from ._validation import MIN_POINTS, check_features, check_labels
+from .models._softmax import DEFAULT_CHUNK
+
+__all__ = [
+    "InfluenceSummary",
+    "influence_matrix",
+    "influence_moments",
+    "influence_summary",
+    "influence_variance",
+    "self_influence",
+]
+
+
+def _check_data(model, X, y):
+    X = check_features(X)
+    y = check_labels(y, X.shape[0])
+    if X.shape[0] < MIN_POINTS:
+        raise ValueError(f"need at least {MIN_POINTS} points for pairwise influences, got {X.shape[0]}")
+    return X, y
+
+
+def hessian_factor(model, X) -> np.ndarray:
+    """Lower Cholesky factor L of the damped Hessian H = L L^T on ``X``, shape (m, m)."""
+    H = model.hessian(X)
+    try:
+        return linalg.cholesky(H, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        raise ValueError(
+            "the damped Hessian is not positive definite; use damping > 0 or alpha > 0"
+        ) from None
+
+
+def whitened_gradients(model, X, y, L: np.ndarray, *, chunk_size: int = DEFAULT_CHUNK):
+    """Yield (slice, Y_chunk) with Y = G L^{-T} over row blocks of ``X``."""
+    n = X.shape[0]
+    for start in range(0, n, chunk_size):
+        sl = slice(start, min(start + chunk_size, n))
+        G = model.per_point_gradients(X[sl], y[sl])
+        yield sl, linalg.solve_triangular(L, G.T, lower=True, check_finite=False).T
+
+
+def influence_matrix(model, X, y) -> np.ndarray:
+    """The full influence matrix K_ij = -g_j^T H^{-1} g_i, shape (n, n). Small n only.
+
+    Parameters
+    ----------
+    model : fitted estimator with ``per_point_gradients(X, y)`` and ``hessian(X)``
+        (e.g. :class:`~divpred.MultinomialLogit`).
+    X : array-like of shape (n, d)
+    y : array-like of shape (n,)
+    """
+    X, y = _check_data(model, X, y)
+    G = model.per_point_gradients(X, y)
+    H = model.hessian(X)
+    HinvGt = linalg.cho_solve(linalg.cho_factor(H, lower=True), G.T)
+    return -G @ HinvGt
+
+
+@dataclass(frozen=True)
+class InfluenceSummary:
+    """Sufficient statistics of K over the ordered pairs i != j.
+
+    Attributes
+    ----------
+    n, n_params : number of points and of (reduced) parameters m.
+    pair_sum : S1, the sum of K_ij over i != j.
+    pair_sum_sq : S2, the sum of K_ij^2 over i != j.
+    """
+
+    n: int
+    n_params: int
+    pair_sum: float
+    pair_sum_sq: float
+
+    @property
+    def n_pairs(self) -> int:
+        return self.n * (self.n - 1)
+
+    @property
+    def mean(self) -> float:
+        """E[X] = S1 / N."""
+        return self.pair_sum / self.n_pairs
+
+    @property
+    def variance(self) -> float:
+        """V[X] = S2 / N - (S1 / N)^2 (population variance over ordered pairs)."""
+        return self.pair_sum_sq / self.n_pairs - self.mean**2
+
+
+def influence_summary(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> InfluenceSummary:
+    """S1 and S2 of the module docstring, computed in O(chunk m + m^2) memory."""
+    X, y = _check_data(model, X, y)
+    L = hessian_factor(model, X)
+    n = X.shape[0]
+    m = L.shape[0]
+    if n <= m:
+        # Y Y^T (n x n) is the smaller Gram matrix here, and cheaper than Y^T Y.
+        Y = np.vstack([Yc for _, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size)])
+        gram = Y @ Y.T
+        sq_norms = np.diag(gram).copy()
+        col_sum = Y.sum(axis=0)
+        fro2 = float(np.sum(gram * gram))
+    else:
+        YtY = np.zeros((m, m))
+        col_sum = np.zeros(m)
+        sq_norms = np.empty(n)
+        for sl, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size):
+            YtY += Yc.T @ Yc
+            col_sum += Yc.sum(axis=0)
+            sq_norms[sl] = np.einsum("ij,ij->i", Yc, Yc)
+        fro2 = float(np.sum(YtY * YtY))
+    pair_sum = -float(col_sum @ col_sum) + float(sq_norms.sum())
+    pair_sum_sq = fro2 - float(np.sum(sq_norms**2))
+    return InfluenceSummary(n=n, n_params=m, pair_sum=pair_sum, pair_sum_sq=pair_sum_sq)
+
+
+def influence_variance(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> float:
+    """V[X], the paper's potential: population variance of K_ij over ordered pairs i != j.
+
+    Computed without forming K (see the module docstring): O(n m^2 + m^3) time and
+    O(chunk_size m + m^2) memory.
+
+    Parameters
+    ----------
+    model : fitted estimator with ``per_point_gradients`` and ``hessian``
+    X : array-like of shape (n, d), n >= 3
+    y : array-like of shape (n,)
+
+    Returns
+    -------
+    float
+    """
+    return influence_summary(model, X, y, chunk_size=chunk_size).variance
+
+
+def self_influence(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+    """g_i^T H^{-1} g_i = -K_ii for every point, shape (n,)."""
+    X, y = _check_data(model, X, y)
+    L = hessian_factor(model, X)
+    out = np.empty(X.shape[0])
+    for sl, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size):
+        out[sl] = np.einsum("ij,ij->i", Yc, Yc)
+    return out
+
+
+def influence_moments(
+    model, X, y, orders=(1, 2, 3, 4), *, block_size: int = 1024, chunk_size: int = DEFAULT_CHUNK
+) -> dict[int, float]:
+    """Raw moments E[X^k] = (1/N) sum_{i != j} K_ij^k over ordered pairs.
+
+    Orders 1 and 2 use the closed forms of the module docstring. Higher orders stream over row
+    blocks of K = -Y Y^T: memory O(n m + block_size n), never the full n x n matrix.
+
+    Returns
+    -------
+    dict mapping each order to its moment.
+    """
+    orders = tuple(int(k) for k in orders)
+    if any(k < 1 for k in orders):
+        raise ValueError(f"moment orders must be positive integers; got {orders}")
+    X, y = _check_data(model, X, y)
+    out: dict[int, float] = {}
+    summary = influence_summary(model, X, y, chunk_size=chunk_size)
+    high = [k for k in orders if k > 2]
+    sums = {1: summary.pair_sum, 2: summary.pair_sum_sq}
+    if high:
+        L = hessian_factor(model, X)
+        Y = np.vstack([Yc for _, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size)])
+        n = Y.shape[0]
+        acc = dict.fromkeys(high, 0.0)
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            Kb = -(Y[start:stop] @ Y.T)
+            Kb[np.arange(stop - start), np.arange(start, stop)] = 0.0
+            for k in high:
+                acc[k] += float(np.sum(Kb**k))
+        sums.update(acc)
+    for k in orders:
+        out[k] = sums[k] / summary.n_pairs
+    return out
