@@ -9,12 +9,15 @@ from .influence import (
     self_influence,
 )
 from .models import MultinomialLogit
+from .scores import DELTA_METHODS, delta_scores
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DELTA_METHODS",
     "InfluenceSummary",
     "MultinomialLogit",
+    "delta_scores",
     "influence_matrix",
     "influence_moments",
     "influence_summary",

@@ -1,0 +1,120 @@
+"""Quantities of a fitted multinomial model on a data set, shared by the delta-score methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from scipy import linalg
+
+from ._validation import MIN_POINTS, check_features, check_labels
+from .models import _softmax as sm
+
+
+@dataclass
+class FittedState:
+    """A fitted :class:`~divpred.MultinomialLogit` evaluated on (X, y), in reduced coordinates.
+
+    Shapes: n points, D = d + 1, C classes, B = C - 1, m = B D.
+    """
+
+    Xa: np.ndarray  # (n, D)
+    yidx: np.ndarray  # (n,)
+    theta: np.ndarray  # (C, D)
+    mu: float  # alpha + damping, the isotropic part of the influence Hessian
+    Q: np.ndarray = field(init=False)  # (C, B)
+
+    def __post_init__(self):
+        self.Q = sm.contrast_basis(self.theta.shape[0])
+
+    @classmethod
+    def from_model(cls, model, X, y) -> FittedState:
+        X = check_features(X)
+        y = check_labels(y, X.shape[0])
+        if X.shape[0] < MIN_POINTS + 1:
+            raise ValueError(
+                f"need at least {MIN_POINTS + 1} points to score leave-one-out removals, "
+                f"got {X.shape[0]}"
+            )
+        X = model._check_X(X)
+        return cls(
+            Xa=sm.augment(X),
+            yidx=model.encode_labels(y),
+            theta=model.theta_,
+            mu=float(model.alpha + model.damping),
+        )
+
+    @property
+    def n(self) -> int:
+        return self.Xa.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.Xa.shape[1]
+
+    @property
+    def B(self) -> int:
+        return self.Q.shape[1]
+
+    @property
+    def m(self) -> int:
+        return self.B * self.D
+
+    @cached_property
+    def P(self) -> np.ndarray:
+        """Class probabilities, (n, C)."""
+        return sm.probabilities(self.Xa, self.theta)
+
+    @cached_property
+    def R(self) -> np.ndarray:
+        """Reduced residuals Q^T (p_i - e_{y_i}), (n, B)."""
+        return sm.residuals(self.P, self.yidx) @ self.Q
+
+    @cached_property
+    def W(self) -> np.ndarray:
+        """Per-point class-block Hessian weights Q^T W_i Q, (n, B, B)."""
+        return sm.hessian_weights(self.P, self.Q)
+
+    @cached_property
+    def G(self) -> np.ndarray:
+        """Per-point gradients g_i = R_i (x) xa_i, (n, m)."""
+        return sm.kron_rows(self.R, self.Xa)
+
+    @cached_property
+    def H_data(self) -> np.ndarray:
+        """Mean data Hessian (1/n) sum_i h_i without the isotropic term, (m, m)."""
+        return sm.weighted_block_gram(self.Xa, self.W) / self.n
+
+    @cached_property
+    def H(self) -> np.ndarray:
+        """Damped influence Hessian H = H_data + mu I, (m, m)."""
+        return self.H_data + self.mu * np.eye(self.m)
+
+    @cached_property
+    def cho(self):
+        return linalg.cho_factor(self.H, lower=True, check_finite=False)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """H^{-1} rhs for rhs of shape (m,) or (m, k)."""
+        return linalg.cho_solve(self.cho, rhs, check_finite=False)
+
+    @cached_property
+    def HinvGt(self) -> np.ndarray:
+        """H^{-1} G^T, (m, n)."""
+        return self.solve(self.G.T)
+
+    @cached_property
+    def self_influence(self) -> np.ndarray:
+        """d'_i = g_i^T H^{-1} g_i = -K_ii, (n,)."""
+        return np.einsum("ij,ji->i", self.G, self.HinvGt)
+
+    def losses(self) -> np.ndarray:
+        return -np.log(np.clip(self.P[np.arange(self.n), self.yidx], 1e-300, None))
+
+
+def variance_from_sums(pair_sum, pair_sum_sq, n):
+    """V = S2/N - (S1/N)^2 with N = n (n - 1); works elementwise on arrays."""
+    N = n * (n - 1.0)
+    mean = pair_sum / N
+    return pair_sum_sq / N - mean * mean

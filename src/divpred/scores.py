@@ -1,0 +1,467 @@
+r"""Leave-one-out variance scores delta(z) = V(Z) - V(Z \ z) for every point, and baselines.
+
+All methods return one score per point; **larger means "remove first"**.
+
+Exact semantics (the paper's purification code)
+-----------------------------------------------
+For a candidate z, the model without z is one Newton step from the fit,
+``theta_{-z} = theta_hat + H^{-1} g_z / n`` (H damped), and on Z \ z at theta_{-z} the
+gradients, the damped mean Hessian ``H_{-z} = (1/(n-1)) sum_{i != z} h_i(theta_{-z}) + mu I`` and
+V are recomputed. ``delta(z) = V(Z) - V_{-z}``. ``method="exact"`` computes this for all z,
+vectorised over candidates, either in the primal (m x m systems) or, when n (C-1) < m, in a dual
+form with (n (C-1)) x (n (C-1)) systems (push-through identity
+``J (mu I + J^T Omega J)^{-1} J^T = (1/mu) (A - A U (mu I + U^T A U)^{-1} U^T A)``,
+``A = J J^T``, ``Omega = U U^T``). Both equal the brute force to rounding.
+
+Fast scores
+-----------
+Notation: K = -G H^{-1} G^T, d_i = K_ii, r_z = sum_j K_zj, s_z = sum_j K_zj^2, S1, S2 the sums over
+ordered pairs, N = n (n-1), N' = (n-1)(n-2), Phi = (2/N) (K - (S1/N) 1 1^T) with zero diagonal,
+so that dV = <Phi, dK>; Delta_z = H^{-1} g_z / n.
+
+* pair removal at fixed K (exact): S1_z = S1 - 2 (r_z - d_z), S2_z = S2 - 2 (s_z - d_z^2),
+  V_pair(z) = S2_z / N' - (S1_z / N')^2, with r_z = -g_z^T H^{-1} G^T 1 and
+  s_z = g_z^T H^{-1} S H^{-1} g_z, S = G^T G: no n x n matrix.
+* model shift (first order): dV = c^T Delta_z with c = -2 sum_i h_i u_i
+  + (1/n) sum_i (Q^T W_i v_i) (x) xa_i, where U = Phi G H^{-1} (rows u_i), M = H^{-1} G^T Phi G H^{-1},
+  Qd_i[a, b] = xa_i^T M_ab xa_i, Z_i = Q Qd_i Q^T and v_i = diag(Z_i) - 2 Z_i p_i (the second term is
+  the third-derivative effect of the shift on H).
+* Hessian renormalisation, first order: H_{-z} - H = (H_data - h_z) / (n - 1), so
+  dV = [(1/n) sum_i <Qd_i, W'_i> - <Qd_z, W'_z>] / (n - 1).
+
+``"fast1"`` = V_pair + model shift + renormalisation: O(n m^2 + m^3), no n x n matrix. It is
+accurate when n >> m and poor when n < m.
+
+``"fast2"`` (semi-exact) makes the fixed-parameter part exact: with H~ = (n/(n-1)) H_data + mu I
+and K~ = -G H~^{-1} G^T, removing z's Hessian term is the rank-B downdate H~ - B_z B_z^T,
+B_z = (L_z (x) xa_z) / sqrt(n-1), W'_z = L_z L_z^T, so by Woodbury
+K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}, v_{z,i} = B_z^T H~^{-1} g_i,
+Gamma_z = (I - B_z^T H~^{-1} B_z)^{-1}; the sums over i != j (i, j != z) follow from
+1^T K~ 1, ||K~||_F^2, K~ V_z and V_z^T V_z. The model shift is added to first order with z's own
+gradient and Hessian terms removed: shift(z) = c^T Delta_z + 2 (W'_z U_z xa_z) . s_z
+- (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n^3 B), memory O(n^2 B).
+
+``"fast"`` picks fast2 when n is at most ``FAST2_MAX_N`` and fast1 otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_random_state
+from threadpoolctl import threadpool_limits
+
+from ._state import FittedState, variance_from_sums
+from .models import _softmax as sm
+
+__all__ = ["DELTA_METHODS", "delta_scores"]
+
+DELTA_METHODS = (
+    "exact",
+    "refit",
+    "fast",
+    "fast1",
+    "fast2",
+    "self_influence",
+    "loss",
+    "random",
+)
+FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB
+BLAS_THREADS = 1
+_CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
+
+
+def delta_scores(
+    model,
+    X,
+    y,
+    method: str = "fast",
+    *,
+    random_state=None,
+    return_info: bool = False,
+    exact_form: str = "auto",
+):
+    r"""Score every point of (X, y) for removal; larger scores are removed first.
+
+    Parameters
+    ----------
+    model : fitted :class:`~divpred.MultinomialLogit`
+        Fitted on (X, y) (the scores are defined at its minimiser).
+    X : array-like of shape (n, d)
+    y : array-like of shape (n,)
+    method : str, default="fast"
+        ``"exact"``: delta(z) = V(Z) - V(Z \ z) with the paper's one-step Newton model.
+        ``"refit"``: delta(z) with a true leave-one-out refit of ``model`` (warm-started).
+        ``"fast"``, ``"fast1"``, ``"fast2"``: see the module docstring.
+        ``"self_influence"``: g_z^T H^{-1} g_z (the paper's top_i). ``"loss"``: training loss.
+        ``"random"``: uniform random scores from ``random_state``.
+    random_state : int, Generator or None
+        Only for ``"random"``.
+    return_info : bool, default=False
+        Also return a dict with the method actually used (``"fast"`` resolves to fast1/fast2),
+        ``variance`` (V(Z)) where it was computed, and the form of the exact path.
+    exact_form : {"auto", "primal", "dual"}
+        Forces a form of the exact computation (for testing).
+
+    Returns
+    -------
+    scores : ndarray of shape (n,)
+    info : dict, only with ``return_info=True``
+    """
+    if method not in DELTA_METHODS:
+        raise ValueError(f"method must be one of {DELTA_METHODS}; got {method!r}")
+    # Threaded OpenBLAS is many times slower than one thread on the small, many GEMMs and
+    # solves below (measured on 2 cores, benchmarks/bench_purify.py).
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        return _delta_scores(model, X, y, method, random_state, return_info, exact_form)
+
+
+def _delta_scores(model, X, y, method, random_state, return_info, exact_form):
+    state = FittedState.from_model(model, X, y)
+    info: dict = {"method": method}
+    if method == "fast":
+        method = "fast2" if state.n <= FAST2_MAX_N else "fast1"
+        info["method"] = method
+    if method == "random":
+        scores = check_random_state(random_state).random_sample(state.n)
+    elif method == "loss":
+        scores = state.losses()
+    elif method == "self_influence":
+        scores = state.self_influence.copy()
+    elif method == "refit":
+        scores, info["variance"] = _refit_scores(model, X, y)
+    else:
+        V = _variance(state)
+        info["variance"] = V
+        if method == "exact":
+            form = _choose_exact_form(state) if exact_form == "auto" else exact_form
+            info["form"] = form
+            loo = _exact_primal(state) if form == "primal" else _exact_dual(state)
+        elif method == "fast1":
+            loo = _fast1(state)
+        else:
+            loo = _fast2(state)
+        scores = V - loo
+    return (scores, info) if return_info else scores
+
+
+# ----------------------------------------------------------------------------- V itself
+def _variance(state: FittedState) -> float:
+    G, HinvGt = state.G, state.HinvGt
+    d = state.self_influence
+    col = G.sum(axis=0)
+    S1 = -col @ state.solve(col) + d.sum()
+    A = HinvGt @ G  # H^{-1} S, (m, m)
+    S2 = np.sum(A * A.T) - np.sum(d * d)
+    return float(variance_from_sums(S1, S2, state.n))
+
+
+# ------------------------------------------------------------------------------- refit
+def _refit_scores(model, X, y):
+    from .influence import influence_variance
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n = X.shape[0]
+    V = influence_variance(model, X, y)
+    out = np.empty(n)
+    keep = np.ones(n, dtype=bool)
+    for z in range(n):
+        keep[z] = False
+        sub = clone(model).set_params(warm_start=True)
+        # warm start from the full fit: copy the fitted attributes the solver starts from
+        sub.classes_, sub.coef_, sub.intercept_ = model.classes_, model.coef_, model.intercept_
+        sub.n_features_in_ = model.n_features_in_
+        sub.fit(X[keep], y[keep])
+        out[z] = V - influence_variance(sub, X[keep], y[keep])
+        keep[z] = True
+    return out, V
+
+
+# ----------------------------------------------------------------------- exact: shared
+def _newton_steps(state: FittedState) -> np.ndarray:
+    """Delta_z = H^{-1} g_z / n for every z, shape (n, m)."""
+    return state.HinvGt.T / state.n
+
+
+def _shifted_fits(state: FittedState, zs: np.ndarray, steps: np.ndarray):
+    """Residuals and Hessian weights on all points under each candidate's shifted model.
+
+    Returns R (c, n, B) and W (c, n, B, B) with the candidate's own row zeroed, so that sums
+    over i run over Z \\ z.
+    """
+    B, D = state.B, state.D
+    theta = state.theta[None] + np.einsum("ca,zad->zcd", state.Q, steps.reshape(-1, B, D))
+    logits = np.einsum("nd,zcd->znc", state.Xa, theta)
+    logits -= logits.max(axis=2, keepdims=True)
+    P = np.exp(logits)
+    P /= P.sum(axis=2, keepdims=True)
+    Rfull = P.copy()
+    Rfull[:, np.arange(state.n), state.yidx] -= 1.0
+    R = Rfull @ state.Q
+    QP = P @ state.Q
+    W = np.einsum("znc,ca,cb->znab", P, state.Q, state.Q, optimize=True)
+    W -= QP[..., :, None] * QP[..., None, :]
+    rows = np.arange(zs.shape[0])
+    R[rows, zs] = 0.0
+    W[rows, zs] = 0.0
+    return R, W
+
+
+def _choose_exact_form(state: FittedState) -> str:
+    n, D, B = state.n, state.D, state.B
+    pairs = B * (B + 1) // 2
+    primal = n * D * D * pairs * 2.0 + 3.0 * state.m**3
+    dual = 3.0 * (n * B) ** 3
+    primal_bytes = n * D * (D + 1) / 2 * 8
+    return "primal" if primal <= dual and primal_bytes <= 2 * _CHUNK_BYTES else "dual"
+
+
+def _batches(n: int, per_candidate_bytes: float):
+    size = int(max(1, min(n, _CHUNK_BYTES // max(per_candidate_bytes, 1))))
+    for start in range(0, n, size):
+        yield np.arange(start, min(start + size, n))
+
+
+# ----------------------------------------------------------------------- exact: primal
+def _exact_primal(state: FittedState) -> np.ndarray:
+    """V_{-z} for all z via m x m systems; the D x D Gram blocks come from one GEMM per batch."""
+    n, D, B, m = state.n, state.D, state.B, state.m
+    iu = np.triu_indices(D)
+    # xa_i (x) xa_i restricted to the upper triangle: x^T M x = sum_{k<=l} x_k x_l M'_kl
+    kr = (state.Xa[:, iu[0]] * state.Xa[:, iu[1]])  # (n, T)
+    T = kr.shape[1]
+    pairs = [(a, b) for a in range(B) for b in range(a, B)]
+    steps = _newton_steps(state)
+    mu = state.mu
+    n_pairs = (n - 1.0) * (n - 2.0)
+    out = np.empty(n)
+    per_cand = 8.0 * (4 * m * m + 2 * T * len(pairs) + 4 * n * B * B + n * state.theta.shape[0])
+    for zs in _batches(n, per_cand):
+        c = zs.shape[0]
+        R, W = _shifted_fits(state, zs, steps[zs])
+        wS = np.stack([R[..., a] * R[..., b] for a, b in pairs], axis=-1)  # (c, n, p)
+        wH = np.stack([W[..., a, b] for a, b in pairs], axis=-1)
+        both = np.concatenate([wS, wH], axis=-1)  # (c, n, 2p)
+        grams = kr.T @ both.transpose(1, 0, 2).reshape(n, -1)  # (T, c * 2p)
+        grams = grams.reshape(T, c, 2, len(pairs))
+        S = _unpack_blocks(grams[:, :, 0], iu, D, B, pairs)
+        Hz = _unpack_blocks(grams[:, :, 1], iu, D, B, pairs) / (n - 1.0)
+        Hz[:, np.arange(m), np.arange(m)] += mu
+        Hinv = np.linalg.inv(Hz)
+        Hinv = 0.5 * (Hinv + Hinv.transpose(0, 2, 1))
+        A = Hinv @ S
+        trace_sq = np.einsum("zij,zji->z", A, A)
+        colsum = np.einsum("zna,nd->zad", R, state.Xa).reshape(c, m)
+        q = np.einsum("zi,zij,zj->z", colsum, Hinv, colsum)
+        # d_i = sum_{a,b} R_ia R_ib xa_i^T Hinv_ab xa_i, through the upper-triangle trick
+        d = np.zeros((c, n))
+        factor = np.where(iu[0] == iu[1], 1.0, 2.0)
+        for a, b in pairs:
+            blk = Hinv[:, a * D : (a + 1) * D, b * D : (b + 1) * D]
+            sym = blk + blk.transpose(0, 2, 1) if a != b else blk
+            quad = kr @ (sym[:, iu[0], iu[1]] * factor).T  # (n, c)
+            d += R[..., a] * R[..., b] * quad.T
+        S1 = -q + d.sum(axis=1)
+        S2 = trace_sq - np.sum(d * d, axis=1)
+        mean = S1 / n_pairs
+        out[zs] = S2 / n_pairs - mean * mean
+    return out
+
+
+def _unpack_blocks(vals: np.ndarray, iu, D: int, B: int, pairs) -> np.ndarray:
+    """Build (c, B D, B D) symmetric matrices from upper-triangle Gram vectors (T, c, p)."""
+    c = vals.shape[1]
+    out = np.empty((c, B * D, B * D))
+    blk = np.empty((c, D, D))
+    for k, (a, b) in enumerate(pairs):
+        v = vals[:, :, k].T  # (c, T)
+        blk[:, iu[0], iu[1]] = v
+        blk[:, iu[1], iu[0]] = v
+        out[:, a * D : (a + 1) * D, b * D : (b + 1) * D] = blk
+        if a != b:
+            out[:, b * D : (b + 1) * D, a * D : (a + 1) * D] = blk.transpose(0, 2, 1)
+    return out
+
+
+# ------------------------------------------------------------------------- exact: dual
+def _exact_dual(state: FittedState) -> np.ndarray:
+    """V_{-z} for all z via (n B) x (n B) systems: the cheaper form when n B < m.
+
+    With J the (n B, m) matrix of rows e_a (x) xa_i, H_{-z} = J^T Omega J + mu I and
+    Omega = blockdiag(W'_i / (n-1)) = U U^T; then
+    K = -(1/mu) (R R^T o Gm - E F^{-1} E^T), Gm = Xa Xa^T, F = mu I + U^T (Gm (x) I_B) U,
+    E[i, (j, b)] = Gm_ij (R_i^T U_j)_b.
+    """
+    from scipy import linalg
+
+    n, B = state.n, state.B
+    mu = state.mu
+    if mu <= 0:
+        raise ValueError("the dual exact form needs alpha + damping > 0; use exact_form='primal'")
+    Gm = state.Xa @ state.Xa.T
+    steps = _newton_steps(state)
+    n_pairs = (n - 1.0) * (n - 2.0)
+    out = np.empty(n)
+    per_cand = 8.0 * n * (2 * B * B + state.theta.shape[0])
+    for zs in _batches(n, per_cand):
+        R, W = _shifted_fits(state, zs, steps[zs])
+        U = _psd_factor(W / (n - 1.0))  # (c, n, B, B)
+        for k in range(zs.shape[0]):
+            Rk, Uk = R[k], U[k]
+            if B == 1:
+                u, r = Uk[:, 0, 0], Rk[:, 0]
+                F = Gm * np.outer(u, u)
+                E = Gm * np.outer(r, u)
+            else:
+                F = np.einsum("ixa,ij,jxb->iajb", Uk, Gm, Uk, optimize=True)
+                F = F.reshape(n * B, n * B)
+                E = np.einsum("ia,ij,jab->ijb", Rk, Gm, Uk, optimize=True).reshape(n, n * B)
+            F[np.diag_indices_from(F)] += mu
+            Lf = linalg.cholesky(F, lower=True, overwrite_a=True, check_finite=False)
+            Zm = linalg.solve_triangular(
+                Lf, E.T, lower=True, overwrite_b=True, check_finite=False
+            )
+            K = -((Rk @ Rk.T) * Gm - Zm.T @ Zm) / mu
+            diag = np.diag(K)
+            S1 = K.sum() - diag.sum()
+            S2 = np.sum(K * K) - np.sum(diag * diag)
+            mean = S1 / n_pairs
+            out[zs[k]] = S2 / n_pairs - mean * mean
+    return out
+
+
+def _psd_factor(W: np.ndarray) -> np.ndarray:
+    """U with U U^T = W for a stack of PSD (B, B) matrices (eigenvalues clipped at 0)."""
+    if W.shape[-1] == 1:
+        return np.sqrt(np.clip(W, 0.0, None))
+    evals, evecs = np.linalg.eigh(W)
+    return evecs * np.sqrt(np.clip(evals, 0.0, None))[..., None, :]
+
+
+# -------------------------------------------------------------------------- fast paths
+def _first_order_terms(state: FittedState) -> dict:
+    """Pair-removal sums and the first-order model-shift pieces shared by fast1 and fast2."""
+    n, B, D = state.n, state.B, state.D
+    G, Y = state.G, state.HinvGt.T  # Y rows: H^{-1} g_i
+    dprime = state.self_influence  # -K_ii
+    col = G.sum(axis=0)
+    r = -(Y @ col)  # r_z = sum_j K_zj
+    S = G.T @ G
+    HinvS = state.solve(S)
+    s = np.einsum("ij,ij->i", Y @ S, Y)  # s_z = sum_j K_zj^2
+    S1 = -col @ state.solve(col) + dprime.sum()
+    S2 = np.sum(HinvS * HinvS.T) - np.sum(dprime * dprime)
+    N = n * (n - 1.0)
+    V = S2 / N - (S1 / N) ** 2
+
+    # Phi G with Phi = (2/N)(K - (S1/N) 1 1^T), zero diagonal, and K G = -G H^{-1} S
+    PhiG = (2.0 / N) * (-(G @ HinvS) + dprime[:, None] * G - (S1 / N) * (col[None, :] - G))
+    U = state.solve(PhiG.T).T  # (n, m), rows u_i
+    M = Y.T @ PhiG  # H^{-1} G^T Phi G H^{-1} (the second H^{-1} is in Y)
+    M = state.solve(M.T).T
+    M = 0.5 * (M + M.T)
+    Qd = np.empty((n, B, B))
+    for a in range(B):
+        for b in range(B):
+            Qd[:, a, b] = np.einsum(
+                "nd,nd->n", state.Xa @ M[a * D : (a + 1) * D, b * D : (b + 1) * D], state.Xa
+            )
+    Wp = state.W
+    t = np.einsum("nbd,nd->nb", U.reshape(n, B, D), state.Xa)  # U_i xa_i
+    hu = np.einsum("nab,nb->na", Wp, t)  # h_i u_i = hu_i (x) xa_i
+    c_grad = -2.0 * (hu.T @ state.Xa).ravel()
+    Zc = np.einsum("ca,nab,eb->nce", state.Q, Qd, state.Q, optimize=True)
+    v = np.einsum("ncc->nc", Zc) - 2.0 * np.einsum("nce,ne->nc", Zc, state.P)
+    P = state.P
+    Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
+    coef_h = Wv @ state.Q  # (n, B): Q^T W_i v_i
+    c_hess = (coef_h.T @ state.Xa).ravel() / n
+    c = c_grad + c_hess
+    steps = Y / n  # Delta_z
+    shift = steps @ c
+    return {
+        "V": V, "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
+        "coef_h": coef_h, "shift": shift, "steps": steps,
+    }
+
+
+def _fast1(state: FittedState) -> np.ndarray:
+    n = state.n
+    f = _first_order_terms(state)
+    Np = (n - 1.0) * (n - 2.0)
+    S1z = f["S1"] - 2.0 * (f["r"] + f["dprime"])
+    S2z = f["S2"] - 2.0 * (f["s"] - f["dprime"] ** 2)
+    v_pair = S2z / Np - (S1z / Np) ** 2
+    qw = np.einsum("nab,nab->n", f["Qd"], state.W)
+    renorm = (qw.mean() - qw) / (n - 1.0)
+    return v_pair + f["shift"] + renorm
+
+
+def _fast2(state: FittedState) -> np.ndarray:
+    from scipy import linalg
+
+    n, B, D, m = state.n, state.B, state.D, state.m
+    f = _first_order_terms(state)
+    Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
+    cho = linalg.cho_factor(Ht, lower=True, check_finite=False)
+    Hti = linalg.cho_solve(cho, np.eye(m), check_finite=False)
+    Ft = state.G @ Hti  # rows H~^{-1} g_i, (n, m)
+    Kt = -(Ft @ state.G.T)
+    Kt = 0.5 * (Kt + Kt.T)
+    KtFt = -(Ft @ ((state.G.T @ state.G) @ Hti))  # K~ Ft without an n^3 product
+    Lz = _psd_factor(state.W)  # (n, B, B), W'_z = L_z L_z^T
+    scale = 1.0 / np.sqrt(n - 1.0)
+    Xa = state.Xa
+    # Layout [a][z, i]: T[a][z, i] = xa_z . (H~^{-1} g_i)_a, v_{z,i,b} = sum_a L_z[a, b] T[a][z, i]
+    T = [Xa @ Ft[:, a * D : (a + 1) * D].T for a in range(B)]
+    KT = [Xa @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)]  # sum_j K~_ij T[a][z, j]
+    diag_idx = np.arange(n)
+    Vz, KV = [], []
+    for b in range(B):
+        v = sum(Lz[:, a, b][:, None] * T[a] for a in range(B)) * scale
+        kv = sum(Lz[:, a, b][:, None] * KT[a] for a in range(B)) * scale
+        # z leaves the set: drop v_{z,z} from every sum over i
+        kv -= Kt * v[diag_idx, diag_idx][:, None]
+        v[diag_idx, diag_idx] = 0.0
+        Vz.append(v)
+        KV.append(kv)
+    Hd = np.empty((n, B, B))
+    for a in range(B):
+        for b in range(B):
+            blk = Hti[a * D : (a + 1) * D, b * D : (b + 1) * D]
+            Hd[:, a, b] = np.einsum("nd,nd->n", Xa @ blk, Xa)
+    Omega = np.einsum("zab,zac,zcd->zbd", Lz, Hd, Lz) * scale**2
+    Gamma = np.linalg.inv(np.eye(B)[None] - Omega)
+    Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
+
+    diagK = np.diag(Kt).copy()
+    rs = Kt.sum(axis=1)
+    rowsq = np.sum(Kt * Kt, axis=1)
+    tot, tr, fro2, diag2 = rs.sum(), diagK.sum(), rowsq.sum(), np.sum(diagK**2)
+    sumK = tot - 2.0 * rs + diagK
+    trK = tr - diagK
+    sumK2 = fro2 - 2.0 * rowsq + diagK**2
+    diagK2 = diag2 - diagK**2
+
+    a_vec = np.stack([v.sum(axis=1) for v in Vz], axis=1)  # (z, B)
+    A = np.empty((n, B, B))
+    VKV = np.empty((n, B, B))
+    e = np.zeros((n, n))
+    for a in range(B):
+        for b in range(B):
+            A[:, a, b] = np.einsum("zi,zi->z", Vz[a], Vz[b])
+            VKV[:, a, b] = np.einsum("zi,zi->z", Vz[a], KV[b])
+            e += Gamma[:, a, b][:, None] * Vz[a] * Vz[b]
+    S1 = (sumK - trK) - (np.einsum("za,zab,zb->z", a_vec, Gamma, a_vec) - e.sum(axis=1))
+    GA = Gamma @ A
+    sumsq = sumK2 - 2.0 * np.einsum("zab,zba->z", Gamma, VKV) + np.einsum("zab,zba->z", GA, GA)
+    diagsq = diagK2 - 2.0 * (e @ diagK) + np.einsum("zi,zi->z", e, e)
+    S2 = sumsq - diagsq
+    Np = (n - 1.0) * (n - 2.0)
+    v_fixed = S2 / Np - (S1 / Np) ** 2
+
+    s_vec = np.einsum("zad,zd->za", f["steps"].reshape(n, B, D), Xa)  # Delta_z xa_z
+    own_grad = 2.0 * np.einsum("zab,zb,za->z", state.W, s_vec, f["t"])
+    own_hess = np.einsum("za,za->z", f["coef_h"], s_vec) / n
+    return v_fixed + f["shift"] + own_grad - own_hess

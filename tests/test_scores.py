@@ -1,0 +1,140 @@
+"""delta(z) = V(Z) - V(Z \\ z): exact paths against an independent brute force, fast against exact."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from divpred import MultinomialLogit, delta_scores, influence_variance
+from divpred.models._softmax import contrast_basis
+
+from .conftest import make_classification
+
+
+def brute_force_exact(model, X, y):
+    """The paper's semantics, one candidate at a time, with an explicit n x n matrix."""
+    n, d = X.shape
+    C = model.classes_.shape[0]
+    Q = contrast_basis(C)
+    G = model.per_point_gradients(X, y)
+    H = model.hessian(X)
+    V = np.var(_offdiag(-G @ np.linalg.solve(H, G.T)))
+    out = np.empty(n)
+    for z in range(n):
+        theta = model.theta_ + Q @ (np.linalg.solve(H, G[z]) / n).reshape(C - 1, d + 1)
+        shifted = MultinomialLogit(alpha=model.alpha, damping=model.damping)
+        shifted.classes_, shifted.n_features_in_ = model.classes_, d
+        shifted.coef_, shifted.intercept_ = theta[:, :-1], theta[:, -1]
+        keep = np.arange(n) != z
+        Gz = shifted.per_point_gradients(X[keep], y[keep])
+        Hz = shifted.hessian(X[keep])  # mean over the n - 1 kept points, damped
+        out[z] = V - np.var(_offdiag(-Gz @ np.linalg.solve(Hz, Gz.T)))
+    return out
+
+
+def _offdiag(K):
+    return K[~np.eye(K.shape[0], dtype=bool)]
+
+
+@pytest.mark.parametrize("n,d,C", [(40, 3, 2), (35, 4, 3), (30, 3, 4), (12, 15, 2)])
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_exact_equals_brute_force(n, d, C, form):
+    X, y = make_classification(n, d, C, seed=n * C + d)
+    model = MultinomialLogit(alpha=1e-2, damping=0.01).fit(X, y)
+    expected = brute_force_exact(model, X, y)
+    got = delta_scores(model, X, y, "exact", exact_form=form)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_exact_auto_reports_form_and_variance():
+    X, y = make_classification(30, 3, 3, seed=1)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    scores, info = delta_scores(model, X, y, "exact", return_info=True)
+    assert info["form"] in ("primal", "dual")
+    assert info["variance"] == pytest.approx(influence_variance(model, X, y), rel=1e-10)
+
+
+def test_refit_is_true_leave_one_out_and_ranks_like_exact():
+    X, y = make_classification(60, 2, 3, seed=2, noise=0.5)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    refit = delta_scores(model, X, y, "refit")
+    # independent check of two entries: refit from scratch on Z \ z
+    V = influence_variance(model, X, y)
+    for z in (0, 17):
+        keep = np.arange(60) != z
+        sub = MultinomialLogit(alpha=1e-2).fit(X[keep], y[keep])
+        assert refit[z] == pytest.approx(V - influence_variance(sub, X[keep], y[keep]), rel=1e-7)
+    exact = delta_scores(model, X, y, "exact")
+    assert spearmanr(refit, exact)[0] > 0.9
+
+
+@pytest.mark.parametrize("method,min_rho", [("fast1", 0.99), ("fast2", 0.99)])
+def test_fast_matches_exact_when_n_much_larger_than_m(method, min_rho):
+    X, y = make_classification(600, 2, 3, seed=3)
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    exact = delta_scores(model, X, y, "exact")
+    fast = delta_scores(model, X, y, method)
+    assert spearmanr(fast, exact)[0] > min_rho
+    top = set(np.argsort(-exact)[:10])
+    assert len(top & set(np.argsort(-fast)[:10])) >= 8
+
+
+def test_fast2_beats_fast1_when_n_smaller_than_m():
+    # n = 40 < m = 2 * 31: the first-order expansion is poor, the semi-exact one is not
+    X, y = make_classification(40, 30, 3, seed=4)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    exact = delta_scores(model, X, y, "exact")
+    rho1 = spearmanr(delta_scores(model, X, y, "fast1"), exact)[0]
+    rho2 = spearmanr(delta_scores(model, X, y, "fast2"), exact)[0]
+    assert rho2 > 0.95
+    assert rho2 > rho1
+
+
+def test_fast_chooses_and_reports_variant():
+    X, y = make_classification(50, 3, 3, seed=5)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    _, info = delta_scores(model, X, y, "fast", return_info=True)
+    assert info["method"] == "fast2"
+    np.testing.assert_array_equal(
+        delta_scores(model, X, y, "fast"), delta_scores(model, X, y, "fast2")
+    )
+
+
+def test_baselines():
+    X, y = make_classification(50, 3, 3, seed=6)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    G = model.per_point_gradients(X, y)
+    H = model.hessian(X)
+    np.testing.assert_allclose(
+        delta_scores(model, X, y, "self_influence"),
+        np.einsum("ij,ji->i", G, np.linalg.solve(H, G.T)),
+        rtol=1e-10,
+    )
+    P = model.predict_proba(X)
+    np.testing.assert_allclose(
+        delta_scores(model, X, y, "loss"), -np.log(P[np.arange(50), np.searchsorted(model.classes_, y)])
+    )
+    a = delta_scores(model, X, y, "random", random_state=1)
+    b = delta_scores(model, X, y, "random", random_state=1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, delta_scores(model, X, y, "random", random_state=2))
+
+
+def test_bad_method_and_too_few_points():
+    X, y = make_classification(20, 2, 2, seed=7)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    with pytest.raises(ValueError, match="method"):
+        delta_scores(model, X, y, "nope")
+    with pytest.raises(ValueError, match="at least"):
+        delta_scores(model, X[:3], y[:3], "exact")
+
+
+def test_top_delta_points_are_contaminants_on_sd2(paper_data):
+    from divpred.data import load_sd_csv
+
+    sd = load_sd_csv(paper_data / "synthetic_train_mix_2spec.csv")
+    model = MultinomialLogit(alpha=1e-4).fit(sd.X, sd.y)
+    scores = delta_scores(model, sd.X, sd.y, "fast")
+    top = np.argsort(-scores)[:50]
+    # rows 700..999 come from the second distribution (30% of the data)
+    assert np.mean(top >= 700) > 0.6
+    assert scores.max() > 0  # a descent exists
