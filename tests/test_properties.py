@@ -36,7 +36,7 @@ def problems(draw, max_n=30):
 
 def _fit(X, y, alpha, damping):
     # Newton sometimes stalls at |grad| ~ 3e-10 > tol on well-posed problems (see
-    # test_newton_reaches_tol_on_strongly_convex_problem); tests comparing two separate fits
+    # test_newton_reaches_tol_on_strongly_convex_problems); tests comparing two separate fits
     # to 1e-8 then `assume` that both reached tol, the others do not depend on it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -137,10 +137,16 @@ def test_moments_agree_with_variance_and_matrix(problem, block_size):
     reason="library bug: Newton's Armijo test is decided by one-ulp rounding of f near the "
     "optimum, so it stalls at |grad| ~ 3e-10 > tol and warns (see docs/theory.md)",
 )
-def test_newton_reaches_tol_on_strongly_convex_problem():
-    # alpha = 1e-2 makes the objective strongly convex: Newton must reach tol = 1e-10.
-    X, y = make_classification(20, 3, 3, seed=39, noise=2.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        model = MultinomialLogit(alpha=1e-2).fit(X, y)
-    assert model.converged_
+def test_newton_reaches_tol_on_strongly_convex_problems():
+    # alpha = 1e-2 makes every objective strongly convex: Newton must reach tol = 1e-10.
+    # Here seed 39 fails (and ~1% of seeds do): the loop keeps the check independent of the
+    # exact rounding of one platform.
+    not_converged = []
+    for seed in range(150):
+        X, y = make_classification(20, 3, 3, seed=seed, noise=2.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = MultinomialLogit(alpha=1e-2).fit(X, y)
+        if not model.converged_:
+            not_converged.append(seed)
+    assert not_converged == []

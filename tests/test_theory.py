@@ -205,7 +205,7 @@ def test_lemma6_corrected_sign_sum_of_mixed_partials():
 THEOREM_DAMPING = 1e-8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _removal_stats(n, seed):
     """Exact leave-one-out refits; V of Z and the average V of Z \\ z in both normalisations.
 

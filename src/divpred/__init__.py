@@ -9,6 +9,7 @@ from .influence import (
     self_influence,
 )
 from .models import MultinomialLogit
+from .purify import Purifier
 from .scores import DELTA_METHODS, delta_scores
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ __all__ = [
     "DELTA_METHODS",
     "InfluenceSummary",
     "MultinomialLogit",
+    "Purifier",
     "delta_scores",
     "influence_matrix",
     "influence_moments",

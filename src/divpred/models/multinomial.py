@@ -203,15 +203,19 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             H = sm.data_hessian(Xa, theta, Q, weights=w) / n
             H[np.diag_indices_from(H)] += self.alpha
             step = _psd_solve(H, grad)
+            decrement = grad @ step  # squared Newton decrement: twice the predicted decrease
+            if decrement <= 1e-15 * max(1.0, abs(f)):
+                # The predicted decrease is below float64 resolution of f: converged.
+                return phi.reshape(-1, D), it - 1, True
             # Backtracking (Armijo) keeps Newton globally convergent far from the optimum.
-            t, slope = 1.0, -grad @ step
+            t, slope = 1.0, -decrement
             while True:
                 cand = phi - t * step
                 f_new, g_new, th_new = self._reduced_objective(cand, Xa, yidx, Q, w)
                 if f_new <= f + 1e-4 * t * slope or t < 1e-10:
                     break
                 t *= 0.5
-            if t < 1e-10 and f_new > f:
+            if t < 1e-10 and f_new >= f:
                 # No further decrease is representable in float64: stationary to working precision.
                 return phi.reshape(-1, D), it, np.max(np.abs(grad)) <= max(self.tol, 1e-8)
             phi, f, grad, theta = cand, f_new, g_new, th_new

@@ -1,0 +1,346 @@
+r"""Variance-based purification: repeatedly remove the k points whose removal lowers V[X] most.
+
+Iteration t scores every kept point with :func:`~divpred.delta_scores`, removes the ``k`` largest
+(ties broken by row order), refits the model on the rest and records V, the training loss and,
+when given, eval/validation accuracy and the number of known contaminants removed so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
+
+from . import _io
+from ._validation import check_features, check_labels, check_X_y
+from .influence import influence_variance
+from .models import MultinomialLogit
+from .scores import DELTA_METHODS, delta_scores
+from .stopping import STOP_RULES, choose_iteration
+
+__all__ = ["Purifier"]
+
+CHECKPOINT_VERSION = 1
+
+
+class Purifier(BaseEstimator):
+    """Iterated removal of the top-``k`` delta(z) = V(Z) - V(Z \\ z) points, with refits.
+
+    Parameters
+    ----------
+    model : estimator, default=None
+        A :class:`~divpred.MultinomialLogit` (cloned); default ``MultinomialLogit()``.
+        Newton and L-BFGS refits warm-start from the previous iteration; Adam refits from
+        scratch with the same seed, like the paper.
+    method : str, default="fast"
+        Scoring method, one of :data:`~divpred.DELTA_METHODS`.
+    k : int, default=10
+        Points removed per iteration (the paper's t = 10).
+    max_iter : int, default=40
+        Maximum number of removal iterations.
+    min_size : int or None, default=None
+        Never shrink the kept set below this many points (default: ``max(3 k, 10)``).
+    stop : {"none", "relative", "knee", "validation"}, default="none"
+        Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
+        ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the relative decrease of V falls
+        below ``knee_ratio`` times its first value; ``"validation"`` the peak of the accuracy on a
+        held-out stratified ``validation_fraction`` of the training data (or on
+        ``validation_set``), after ``patience`` iterations without improvement. With ``"none"`` the
+        loop runs ``max_iter`` iterations and ``best_iteration_`` is the last one.
+    tol, knee_ratio, patience, validation_fraction : parameters of the rules above.
+    checkpoint : str or path, optional
+        File written atomically after every iteration; a later ``fit`` with the same data and
+        parameters resumes from it and produces the identical history.
+    random_state : int or None
+        Seeds the validation split and ``method="random"``.
+    progress : bool, default=False
+        Show a progress bar (tqdm) on stderr.
+
+    Attributes
+    ----------
+    history_ : pandas.DataFrame
+        One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
+        ``train_loss``, ``method_used``, ``removed`` (indices removed at that iteration, a list),
+        plus ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
+    removal_order_ : ndarray of int
+        Row indices of X in the order they were removed (over the whole run).
+    best_iteration_ : int
+    keep_mask_ : ndarray of bool, shape (n,)
+        Rows kept at ``best_iteration_`` (validation rows, if any, are False).
+    model_ : fitted model on the rows of ``keep_mask_``.
+    stop_iteration_ : int
+        The last iteration computed.
+    seconds_ : list of float
+        Wall time of each iteration (not part of the history, so that resumed runs compare equal).
+    """
+
+    def __init__(
+        self,
+        model=None,
+        method: str = "fast",
+        k: int = 10,
+        max_iter: int = 40,
+        min_size: int | None = None,
+        stop: str = "none",
+        tol: float = 1e-2,
+        knee_ratio: float = 1.0 / 3.0,
+        patience: int = 5,
+        validation_fraction: float = 0.2,
+        checkpoint=None,
+        random_state=None,
+        progress: bool = False,
+    ):
+        self.model = model
+        self.method = method
+        self.k = k
+        self.max_iter = max_iter
+        self.min_size = min_size
+        self.stop = stop
+        self.tol = tol
+        self.knee_ratio = knee_ratio
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.checkpoint = checkpoint
+        self.random_state = random_state
+        self.progress = progress
+
+    def _check_params(self) -> None:
+        if self.method not in DELTA_METHODS:
+            raise ValueError(f"method must be one of {DELTA_METHODS}; got {self.method!r}")
+        if self.stop not in STOP_RULES:
+            raise ValueError(f"stop must be one of {STOP_RULES}; got {self.stop!r}")
+        for name in ("k", "max_iter"):
+            v = getattr(self, name)
+            if not isinstance(v, Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in (0, 1)")
+
+    def fit(self, X, y, eval_set=None, contamination=None, validation_set=None) -> Purifier:
+        """Run the purification.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        y : array-like of shape (n,)
+        eval_set : (X_eval, y_eval), optional
+            Reported in ``history_["eval_accuracy"]``; never used to choose the iteration.
+        contamination : array-like of bool, shape (n,), optional
+            True for rows known to be contaminants (for reporting precision).
+        validation_set : (X_val, y_val), optional
+            For ``stop="validation"``; when absent a stratified split of (X, y) is held out.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, y = check_X_y(X, y)
+        n = X.shape[0]
+        if contamination is not None:
+            contamination = np.asarray(contamination, dtype=bool)
+            if contamination.shape != (n,):
+                raise ValueError(f"contamination must be a boolean mask of shape ({n},)")
+        eval_set = _check_pair(eval_set, "eval_set")
+        validation_set = _check_pair(validation_set, "validation_set")
+        base = clone(self.model) if self.model is not None else MultinomialLogit()
+
+        pool = np.ones(n, dtype=bool)
+        if self.stop == "validation" and validation_set is None:
+            idx = np.arange(n)
+            _, val_idx = train_test_split(
+                idx, test_size=self.validation_fraction, stratify=y, random_state=self.random_state
+            )
+            pool[val_idx] = False
+            validation_set = (X[val_idx], y[val_idx])
+        self._pool = pool
+        min_size = self.min_size if self.min_size is not None else max(3 * self.k, 10)
+
+        fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
+        state = self._load_checkpoint(fingerprint)
+        if state is None:
+            keep = pool.copy()
+            model = clone(base).fit(X[keep], y[keep])
+            records = [self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
+                                    contamination)]
+            order: list[int] = []
+            thetas = [model.theta_]
+            self.seconds_ = [0.0]
+            self._save_checkpoint(fingerprint, records, order, thetas)
+        else:
+            records, order, thetas = state
+            keep = pool.copy()
+            keep[order] = False
+            model = clone(base)
+            _set_theta(model, thetas[-1], np.unique(y))
+            self.seconds_ = [float("nan")] * len(records)
+
+        bar = _progress(self.progress, self.max_iter, len(records) - 1)
+        it = len(records) - 1
+        while it < self.max_iter and not self._stopped(records):
+            kept_idx = np.nonzero(keep)[0]
+            if kept_idx.size - self.k < min_size:
+                break
+            t0 = time.perf_counter()
+            scores, info = delta_scores(
+                model, X[kept_idx], y[kept_idx], self.method,
+                random_state=_iteration_seed(self.random_state, it), return_info=True,
+            )
+            top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
+            keep[top] = False
+            order.extend(int(i) for i in top)
+            it += 1
+            if base.get_params().get("solver") != "adam":
+                model.set_params(warm_start=True)
+            model.fit(X[keep], y[keep])
+            records.append(self._record(it, model, X, y, keep, top.tolist(), info["method"],
+                                        eval_set, validation_set, contamination))
+            thetas.append(model.theta_)
+            self.seconds_.append(time.perf_counter() - t0)
+            self._save_checkpoint(fingerprint, records, order, thetas)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(size=int(keep.sum()), V=f"{records[-1]['variance']:.4g}")
+        if bar is not None:
+            bar.close()
+
+        self.history_ = pd.DataFrame.from_records(records)
+        self.removal_order_ = np.asarray(order, dtype=int)
+        self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
+        chosen = self._stopped(records)
+        self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
+        self.keep_mask_ = pool.copy()
+        self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k]] = False
+        self.model_ = clone(base)
+        _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y))
+        del self._pool
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def _stopped(self, records) -> int | None:
+        if self.stop == "none":
+            return None
+        return choose_iteration(
+            pd.DataFrame.from_records(records), self.stop,
+            tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
+        )
+
+    def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
+        Xk, yk = X[keep], y[keep]
+        rec = {
+            "iteration": it,
+            "size": int(keep.sum()),
+            "variance": influence_variance(model, Xk, yk),
+            "train_loss": float(-np.mean(model.predict_log_proba(Xk)[
+                np.arange(Xk.shape[0]), model.encode_labels(yk)])),
+            "method_used": method_used,
+            "removed": list(removed),
+        }
+        if eval_set is not None:
+            rec["eval_accuracy"] = float(model.score(*eval_set))
+        if val_set is not None:
+            rec["val_accuracy"] = float(model.score(*val_set))
+        if contam is not None:
+            rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
+        return rec
+
+    def _fingerprint(self, X, y, eval_set, contamination, validation_set) -> str:
+        h = hashlib.sha256()
+        for arr in (X, np.asarray(y).astype(str)):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        for extra in (eval_set, validation_set):
+            if extra is not None:
+                h.update(np.ascontiguousarray(extra[0]).tobytes())
+                h.update(np.asarray(extra[1]).astype(str).tobytes())
+        if contamination is not None:
+            h.update(contamination.tobytes())
+        params = self.get_params(deep=False)
+        params.pop("checkpoint")
+        params.pop("progress")
+        params.pop("max_iter")  # a resumed run may go further than the first one
+        params["model"] = repr(params["model"])
+        h.update(json.dumps(params, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def _save_checkpoint(self, fingerprint, records, order, thetas) -> None:
+        if self.checkpoint is None:
+            return
+        _io.write_npz(
+            self.checkpoint,
+            version=np.array(CHECKPOINT_VERSION),
+            fingerprint=np.array(fingerprint),
+            records=np.array(json.dumps(records, default=_io._json_default)),
+            order=np.asarray(order, dtype=np.int64),
+            thetas=np.stack(thetas),
+        )
+
+    def _load_checkpoint(self, fingerprint):
+        if self.checkpoint is None or not os.path.exists(self.checkpoint):
+            return None
+        try:
+            with np.load(self.checkpoint, allow_pickle=False) as data:
+                version = int(data["version"])
+                saved = str(data["fingerprint"])
+                records = json.loads(str(data["records"]))
+                order = data["order"].tolist()
+                thetas = list(data["thetas"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
+        if version != CHECKPOINT_VERSION or saved != fingerprint:
+            raise ValueError(
+                f"checkpoint {self.checkpoint} belongs to other data or parameters; "
+                "delete it or choose another checkpoint path"
+            )
+        return records, order, thetas
+
+    def transform(self, X, y=None):
+        """Not a transformer: use ``keep_mask_`` on the training data."""
+        raise NotImplementedError("use purifier.keep_mask_ to select the kept training rows")
+
+    def contamination_precision(self, contamination) -> float:
+        """Fraction of the rows removed up to ``best_iteration_`` that are true contaminants."""
+        check_is_fitted(self, "removal_order_")
+        removed = self.removal_order_[: self.best_iteration_ * self.k]
+        if removed.size == 0:
+            return float("nan")
+        return float(np.mean(np.asarray(contamination, dtype=bool)[removed]))
+
+
+def _check_pair(pair, name):
+    if pair is None:
+        return None
+    try:
+        Xp, yp = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (X, y)") from None
+    Xp = check_features(Xp, name=f"{name} X")
+    return Xp, check_labels(yp, Xp.shape[0], name=f"{name} y")
+
+
+def _set_theta(model, theta, classes) -> None:
+    model.classes_ = classes
+    model.coef_ = np.array(theta[:, :-1])
+    model.intercept_ = np.array(theta[:, -1])
+    model.n_features_in_ = theta.shape[1] - 1
+
+
+def _iteration_seed(random_state, it):
+    if random_state is None or isinstance(random_state, np.random.RandomState):
+        return random_state
+    return np.random.default_rng([int(random_state), it]).integers(2**31)
+
+
+def _progress(enabled, total, initial):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="purify", unit="it", leave=False)

@@ -1,0 +1,65 @@
+"""Rules that pick the purification iteration to keep, without looking at test labels.
+
+Each rule reads the purification history (one row per iteration, iteration 0 = no removal) and
+returns the chosen iteration, or ``None`` while the rule has not triggered yet. The same function
+serves the running loop (stop as soon as it returns a value) and the post-hoc comparison of rules
+on a finished curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+STOP_RULES = ("none", "relative", "knee", "validation")
+
+
+def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:
+    """The paper's rule: the first t >= 1 with |V_t - V_{t-1}| / V_{t-1} < tol."""
+    for t in range(1, len(variance)):
+        if abs(variance[t] - variance[t - 1]) < tol * abs(variance[t - 1]):
+            return t
+    return None
+
+
+def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0) -> int | None:
+    """Stop at the knee of the variance curve, where the descent of V flattens out.
+
+    With the per-iteration decrease s_t = V_{t-1} - V_t, the rule returns the first t >= 2 with
+    s_t < ratio * max_{u < t} s_u: the slope has fallen below ``ratio`` of the steepest slope seen
+    so far (the paper observes the best accuracy near this knee). If V did not decrease at the
+    first step the knee is at 0.
+    """
+    v = np.asarray(variance, dtype=float)
+    if len(v) < 2:
+        return None
+    slope = v[:-1] - v[1:]
+    if slope[0] <= 0:
+        return 0
+    steepest = np.maximum.accumulate(slope)
+    below = np.nonzero(slope[1:] < ratio * steepest[:-1])[0]
+    return int(below[0]) + 2 if below.size else None
+
+
+def validation_rule(accuracy: np.ndarray, patience: int = 3) -> int | None:
+    """The validation-accuracy peak, once ``patience`` iterations have passed without a better one."""
+    acc = np.asarray(accuracy, dtype=float)
+    if acc.size == 0:
+        return None
+    best = int(np.argmax(acc))  # first maximum
+    return best if acc.size - 1 - best >= patience else None
+
+
+def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
+    """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`)."""
+    if rule == "none":
+        return None
+    if rule == "relative":
+        return relative_change_rule(history["variance"].to_numpy(), params.get("tol", 1e-2))
+    if rule == "knee":
+        return knee_rule(history["variance"].to_numpy(), params.get("ratio", 1.0 / 3.0))
+    if rule == "validation":
+        if "val_accuracy" not in history:
+            raise ValueError("the validation rule needs a validation split or validation set")
+        return validation_rule(history["val_accuracy"].to_numpy(), params.get("patience", 3))
+    raise ValueError(f"stop must be one of {STOP_RULES}; got {rule!r}")

@@ -1,0 +1,204 @@
+"""Purifier: the loop, the stopping rules, checkpoints and resumption."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
+from divpred.stopping import knee_rule, relative_change_rule, validation_rule
+
+from .conftest import make_classification
+
+
+def mixed_data(seed=0, n1=120, n2=40):
+    """Two labelling rules on the same inputs: rows n1.. are the contaminating block."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n1 + n2, 3))
+    w1, w2 = np.array([2.0, -1.0, 0.5]), np.array([-2.0, 1.0, 0.5])
+    y = np.where(np.arange(n1 + n2) < n1, X @ w1 > 0, X @ w2 > 0).astype(int)
+    return X, y, np.arange(n1 + n2) >= n1
+
+
+def test_history_and_first_removal_match_delta_scores():
+    X, y, contam = mixed_data()
+    model = MultinomialLogit(alpha=1e-3)
+    pur = Purifier(model, method="exact", k=5, max_iter=4).fit(
+        X, y, eval_set=(X[:120], y[:120]), contamination=contam
+    )
+    h = pur.history_
+    assert list(h["iteration"]) == [0, 1, 2, 3, 4]
+    assert list(h["size"]) == [160, 155, 150, 145, 140]
+    full = MultinomialLogit(alpha=1e-3).fit(X, y)
+    assert h["variance"][0] == pytest.approx(influence_variance(full, X, y), rel=1e-10)
+    expected_top = np.argsort(-delta_scores(full, X, y, "exact"), kind="stable")[:5]
+    assert h["removed"][1] == expected_top.tolist()
+    assert pur.removal_order_[:5].tolist() == expected_top.tolist()
+    # counts of contaminants agree with the removal order
+    for it in range(5):
+        assert h["contaminants_removed"][it] == contam[pur.removal_order_[: 5 * it]].sum()
+    assert pur.best_iteration_ == 4  # stop="none": the last iteration
+    assert pur.keep_mask_.sum() == 140
+    assert not pur.keep_mask_[pur.removal_order_].any()
+    # model_ is the fit on the kept rows
+    refit = MultinomialLogit(alpha=1e-3).fit(X[pur.keep_mask_], y[pur.keep_mask_])
+    np.testing.assert_allclose(pur.model_.theta_, refit.theta_, atol=1e-6)
+
+
+def test_purification_removes_contaminants_and_lowers_variance():
+    X, y, contam = mixed_data(seed=1)
+    pur = Purifier(MultinomialLogit(alpha=1e-3), method="fast", k=5, max_iter=6).fit(
+        X, y, contamination=contam
+    )
+    assert pur.history_["variance"].iloc[-1] < pur.history_["variance"].iloc[0]
+    # 25% of the rows are contaminants; the removed ones are mostly contaminants
+    assert pur.contamination_precision(contam) > 0.6
+
+
+def test_random_method_is_deterministic_given_random_state():
+    X, y, _ = mixed_data(seed=2)
+    a = Purifier(method="random", k=4, max_iter=3, random_state=0).fit(X, y)
+    b = Purifier(method="random", k=4, max_iter=3, random_state=0).fit(X, y)
+    c = Purifier(method="random", k=4, max_iter=3, random_state=1).fit(X, y)
+    np.testing.assert_array_equal(a.removal_order_, b.removal_order_)
+    assert not np.array_equal(a.removal_order_, c.removal_order_)
+
+
+def _interrupting(monkeypatch, after):
+    import divpred.purify as purify_module
+
+    calls = {"n": 0}
+    real = purify_module.delta_scores
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(purify_module, "delta_scores", flaky)
+
+
+def test_resume_after_interruption_gives_identical_history(tmp_path, monkeypatch):
+    X, y, contam = mixed_data(seed=3)
+    kwargs = dict(method="fast", k=5, max_iter=6)
+    reference = Purifier(MultinomialLogit(alpha=1e-3), **kwargs).fit(X, y, contamination=contam)
+    ckpt = tmp_path / "run.ckpt.npz"
+    with monkeypatch.context() as m:
+        _interrupting(m, after=3)
+        with pytest.raises(KeyboardInterrupt):
+            Purifier(MultinomialLogit(alpha=1e-3), checkpoint=ckpt, **kwargs).fit(
+                X, y, contamination=contam
+            )
+    assert ckpt.exists()
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), checkpoint=ckpt, **kwargs).fit(
+        X, y, contamination=contam
+    )
+    pd.testing.assert_frame_equal(resumed.history_, reference.history_)
+    np.testing.assert_array_equal(resumed.removal_order_, reference.removal_order_)
+    assert np.isnan(resumed.seconds_[1])  # iterations 1-3 came from the checkpoint
+
+
+def test_checkpoint_of_other_data_is_rejected(tmp_path):
+    X, y, _ = mixed_data(seed=4)
+    ckpt = tmp_path / "c.npz"
+    Purifier(k=5, max_iter=1, checkpoint=ckpt).fit(X, y)
+    with pytest.raises(ValueError, match="other data or parameters"):
+        Purifier(k=5, max_iter=1, checkpoint=ckpt).fit(X[1:], y[1:])
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        Purifier(k=5, max_iter=1, checkpoint=tmp_path / "bad.npz").fit(X, y)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """Kill a real process mid-run; the resumed run equals an uninterrupted one."""
+    X, y, _ = mixed_data(seed=5, n1=300, n2=100)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    ckpt = tmp_path / "ckpt.npz"
+    script = textwrap.dedent(
+        f"""
+        import time, numpy as np
+        import divpred.purify as pm
+        from divpred import Purifier, MultinomialLogit
+        real = pm.delta_scores
+        def slow(*a, **k):
+            time.sleep(0.3)  # leave time to be killed between checkpoints
+            return real(*a, **k)
+        pm.delta_scores = slow
+        d = np.load({str(tmp_path / "data.npz")!r})
+        Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30,
+                 checkpoint={str(ckpt)!r}).fit(d["X"], d["y"])
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if ckpt.exists():
+            with np.load(ckpt) as data:
+                if data["order"].size >= 10:
+                    break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with np.load(ckpt) as data:
+        done = data["order"].size // 5
+    assert 2 <= done < 30
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30, checkpoint=ckpt).fit(X, y)
+    reference = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30).fit(X, y)
+    pd.testing.assert_frame_equal(resumed.history_, reference.history_)
+
+
+def test_validation_rule_holds_out_rows_and_never_removes_them():
+    X, y, _ = mixed_data(seed=6)
+    pur = Purifier(k=5, max_iter=8, stop="validation", patience=2, random_state=0).fit(X, y)
+    assert "val_accuracy" in pur.history_
+    held_out = ~pur.keep_mask_
+    held_out[pur.removal_order_[: pur.best_iteration_ * 5]] = False
+    assert held_out.sum() == 32  # 20% of 160
+    assert not np.isin(pur.removal_order_, np.nonzero(held_out)[0]).any()
+    acc = pur.history_["val_accuracy"].to_numpy()
+    assert acc[pur.best_iteration_] == acc.max()
+
+
+def test_stopping_rules_on_known_curves():
+    v = np.array([10.0, 8.0, 6.5, 5.5, 5.2, 5.0, 4.95])
+    # decreases: 2, 1.5, 1, 0.3, 0.2, 0.05
+    assert knee_rule(v, ratio=1 / 3) == 4
+    assert knee_rule(v, ratio=0.6) == 3
+    assert knee_rule(np.array([10.0, 9.0, 7.0, 4.0, 3.5]), ratio=1 / 3) == 4
+    assert relative_change_rule(v, tol=0.02) == 6
+    assert relative_change_rule(v, tol=1e-4) is None
+    assert validation_rule([0.5, 0.6, 0.7, 0.65, 0.6], patience=2) == 2
+    assert validation_rule([0.5, 0.6, 0.7, 0.65], patience=2) is None
+    assert knee_rule(np.array([1.0, 1.2, 0.5])) == 0
+
+
+def test_knee_stop_ends_the_loop_early():
+    X, y, _ = mixed_data(seed=7)
+    pur = Purifier(k=5, max_iter=20, stop="knee").fit(X, y)
+    chosen = knee_rule(pur.history_["variance"].to_numpy())
+    assert pur.best_iteration_ == chosen
+    assert pur.stop_iteration_ == chosen < 20
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"method": "x"}, "method"), ({"stop": "x"}, "stop"), ({"k": 0}, "k must"),
+     ({"validation_fraction": 1.5}, "validation_fraction")],
+)
+def test_bad_parameters(kwargs, match):
+    X, y = make_classification(30, 2, 2, seed=0)
+    with pytest.raises(ValueError, match=match):
+        Purifier(**kwargs).fit(X, y)
+
+
+def test_bad_contamination_mask():
+    X, y = make_classification(30, 2, 2, seed=0)
+    with pytest.raises(ValueError, match="contamination"):
+        Purifier(max_iter=1).fit(X, y, contamination=np.zeros(5, bool))
