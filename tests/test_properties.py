@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
@@ -35,17 +35,10 @@ def problems(draw, max_n=30):
 
 
 def _fit(X, y, alpha, damping):
-    # Newton sometimes stalls at |grad| ~ 3e-10 > tol on well-posed problems (see
-    # test_newton_reaches_tol_on_strongly_convex_problems); tests comparing two separate fits
-    # to 1e-8 then `assume` that both reached tol, the others do not depend on it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return MultinomialLogit(alpha=alpha, damping=damping).fit(X, y)
-
-
-def _converged_fit(X, y, alpha, damping):
-    model = _fit(X, y, alpha, damping)
-    assume(model.converged_)
+    # alpha > 0: strongly convex, so Newton must reach its tolerance (1e-10 on the gradient),
+    # which the two-fit identities below rely on at 1e-8.
+    model = MultinomialLogit(alpha=alpha, damping=damping).fit(X, y)
+    assert model.converged_
     return model
 
 
@@ -58,9 +51,9 @@ def _offdiag_var(K):
 def test_v_invariant_to_row_order(problem, rnd):
     X, y, alpha, damping = problem
     perm = np.array(rnd.sample(range(X.shape[0]), X.shape[0]))
-    V = influence_variance(_converged_fit(X, y, alpha, damping), X, y)
+    V = influence_variance(_fit(X, y, alpha, damping), X, y)
     Xp, yp = X[perm], y[perm]
-    Vp = influence_variance(_converged_fit(Xp, yp, alpha, damping), Xp, yp)
+    Vp = influence_variance(_fit(Xp, yp, alpha, damping), Xp, yp)
     assert Vp == pytest.approx(V, rel=1e-8, abs=1e-300)
 
 
@@ -70,12 +63,12 @@ def test_v_invariant_to_class_names_and_feature_order(problem, rnd):
     # Relabelling classes changes the order of classes_ (hence the contrast basis); permuting
     # columns permutes the weights. Neither changes K: L2 and damping are isotropic.
     X, y, alpha, damping = problem
-    V = influence_variance(_converged_fit(X, y, alpha, damping), X, y)
+    V = influence_variance(_fit(X, y, alpha, damping), X, y)
     C = int(y.max()) + 1
     names = np.array(rnd.sample(range(100, 200), C))  # new, shuffled label values
     cols = np.array(rnd.sample(range(X.shape[1]), X.shape[1]))
     X2, y2 = X[:, cols], names[y]
-    V2 = influence_variance(_converged_fit(X2, y2, alpha, damping), X2, y2)
+    V2 = influence_variance(_fit(X2, y2, alpha, damping), X2, y2)
     assert V2 == pytest.approx(V, rel=1e-8, abs=1e-300)
 
 
@@ -98,9 +91,9 @@ def test_duplicating_every_point(problem):
     # Hessian and gradients; its influence matrix is [[K, K], [K, K]], whose off-diagonal pairs
     # include the n copies-of-self pairs (value K_ii).
     X, y, alpha, damping = problem
-    K = influence_matrix(_converged_fit(X, y, alpha, damping), X, y)
+    K = influence_matrix(_fit(X, y, alpha, damping), X, y)
     X2, y2 = np.vstack([X, X]), np.concatenate([y, y])
-    V2 = influence_variance(_converged_fit(X2, y2, alpha, damping), X2, y2)
+    V2 = influence_variance(_fit(X2, y2, alpha, damping), X2, y2)
     assert V2 == pytest.approx(_offdiag_var(np.block([[K, K], [K, K]])), rel=1e-8, abs=1e-300)
 
 
@@ -132,21 +125,21 @@ def test_moments_agree_with_variance_and_matrix(problem, block_size):
         assert mom[k] == pytest.approx(np.mean(off**k), rel=1e-9, abs=1e-12 * scale)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: Newton's Armijo test is decided by one-ulp rounding of f near the "
-    "optimum, so it stalls at |grad| ~ 3e-10 > tol and warns (see docs/theory.md)",
-)
 def test_newton_reaches_tol_on_strongly_convex_problems():
-    # alpha = 1e-2 makes every objective strongly convex: Newton must reach tol = 1e-10.
-    # Here seed 39 fails (and ~1% of seeds do): the loop keeps the check independent of the
-    # exact rounding of one platform.
+    # Regression: alpha = 1e-2 makes every objective strongly convex, so Newton must reach
+    # tol = 1e-10. Before the quadratic-regime full step in the solver, ~1% of such fits (here
+    # seed 39) stalled at |grad| ~ 3e-10: the Armijo test was decided by one-ulp rounding of f.
+    # Many seeds keep the check independent of one platform's rounding.
     not_converged = []
     for seed in range(150):
         X, y = make_classification(20, 3, 3, seed=seed, noise=2.0)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = MultinomialLogit(alpha=1e-2).fit(X, y)
+            warnings.simplefilter("error", ConvergenceWarning)
+            try:
+                model = MultinomialLogit(alpha=1e-2).fit(X, y)
+            except ConvergenceWarning:
+                not_converged.append(seed)
+                continue
         if not model.converged_:
             not_converged.append(seed)
     assert not_converged == []

@@ -89,13 +89,14 @@ def test_fast2_beats_fast1_when_n_smaller_than_m():
     assert rho2 > rho1
 
 
-def test_fast_chooses_and_reports_variant():
-    X, y = make_classification(50, 3, 3, seed=5)
+@pytest.mark.parametrize("n,expected", [(30, "fast2"), (200, "fast1")])
+def test_fast_chooses_and_reports_variant(n, expected):
+    X, y = make_classification(n, 3, 3, seed=5)  # m = 2 * 4 = 8
     model = MultinomialLogit(alpha=1e-2).fit(X, y)
     _, info = delta_scores(model, X, y, "fast", return_info=True)
-    assert info["method"] == "fast2"
+    assert info["method"] == expected
     np.testing.assert_array_equal(
-        delta_scores(model, X, y, "fast"), delta_scores(model, X, y, "fast2")
+        delta_scores(model, X, y, "fast"), delta_scores(model, X, y, expected)
     )
 
 
@@ -111,7 +112,8 @@ def test_baselines():
     )
     P = model.predict_proba(X)
     np.testing.assert_allclose(
-        delta_scores(model, X, y, "loss"), -np.log(P[np.arange(50), np.searchsorted(model.classes_, y)])
+        delta_scores(model, X, y, "loss"),
+        -np.log(P[np.arange(50), np.searchsorted(model.classes_, y)]),
     )
     a = delta_scores(model, X, y, "random", random_state=1)
     b = delta_scores(model, X, y, "random", random_state=1)

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import linalg
 
 from ._validation import MIN_POINTS, check_features, check_labels
-from .models._softmax import DEFAULT_CHUNK
+from .models._softmax import DEFAULT_CHUNK, _single_threaded_blas
 
 __all__ = [
     "InfluenceSummary",
@@ -58,10 +58,15 @@ def hessian_factor(model, X) -> np.ndarray:
 def whitened_gradients(model, X, y, L: np.ndarray, *, chunk_size: int = DEFAULT_CHUNK):
     """Yield (slice, Y_chunk) with Y = G L^{-T} over row blocks of ``X``."""
     n = X.shape[0]
+    # One GEMM with the explicit triangular inverse per block: about twice as fast as a
+    # triangular solve per block (measured), and L^{-1} costs O(m^3) once.
+    Linv_T = linalg.solve_triangular(
+        L, np.eye(L.shape[0]), lower=True, check_finite=False
+    ).T.copy()
     for start in range(0, n, chunk_size):
         sl = slice(start, min(start + chunk_size, n))
         G = model.per_point_gradients(X[sl], y[sl])
-        yield sl, linalg.solve_triangular(L, G.T, lower=True, check_finite=False).T
+        yield sl, G @ Linv_T
 
 
 def influence_matrix(model, X, y) -> np.ndarray:
@@ -115,6 +120,11 @@ class InfluenceSummary:
 def influence_summary(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> InfluenceSummary:
     """S1 and S2 of the module docstring, computed in O(chunk m + m^2) memory."""
     X, y = _check_data(model, X, y)
+    with _single_threaded_blas():
+        return _influence_summary(model, X, y, chunk_size)
+
+
+def _influence_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
     L = hessian_factor(model, X)
     n = X.shape[0]
     m = L.shape[0]
@@ -130,7 +140,7 @@ def influence_summary(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> Influe
         col_sum = np.zeros(m)
         sq_norms = np.empty(n)
         for sl, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size):
-            YtY += Yc.T @ Yc
+            YtY += Yc.T @ Yc  # numpy calls SYRK for A.T @ A
             col_sum += Yc.sum(axis=0)
             sq_norms[sl] = np.einsum("ij,ij->i", Yc, Yc)
         fro2 = float(np.sum(YtY * YtY))
@@ -161,10 +171,11 @@ def influence_variance(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> float
 def self_influence(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
     """g_i^T H^{-1} g_i = -K_ii for every point, shape (n,)."""
     X, y = _check_data(model, X, y)
-    L = hessian_factor(model, X)
-    out = np.empty(X.shape[0])
-    for sl, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size):
-        out[sl] = np.einsum("ij,ij->i", Yc, Yc)
+    with _single_threaded_blas():
+        L = hessian_factor(model, X)
+        out = np.empty(X.shape[0])
+        for sl, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size):
+            out[sl] = np.einsum("ij,ij->i", Yc, Yc)
     return out
 
 
@@ -189,16 +200,24 @@ def influence_moments(
     high = [k for k in orders if k > 2]
     sums = {1: summary.pair_sum, 2: summary.pair_sum_sq}
     if high:
-        L = hessian_factor(model, X)
-        Y = np.vstack([Yc for _, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size)])
+        with _single_threaded_blas():
+            L = hessian_factor(model, X)
+            Y = np.vstack(
+                [Yc for _, Yc in whitened_gradients(model, X, y, L, chunk_size=chunk_size)]
+            )
         n = Y.shape[0]
         acc = dict.fromkeys(high, 0.0)
+        top = max(high)
         for start in range(0, n, block_size):
             stop = min(start + block_size, n)
             Kb = -(Y[start:stop] @ Y.T)
             Kb[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            for k in high:
-                acc[k] += float(np.sum(Kb**k))
+            # Repeated products instead of Kb**k (pow() per element for k > 2 is ~10x slower).
+            power = Kb.copy()
+            for k in range(2, top + 1):
+                power *= Kb
+                if k in acc:
+                    acc[k] += float(np.sum(power))
         sums.update(acc)
     for k in orders:
         out[k] = sums[k] / summary.n_pairs

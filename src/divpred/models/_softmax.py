@@ -20,10 +20,32 @@ damping (see ``docs/math.md``). Passing ``Q = I_C`` gives the full coordinates.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
-from scipy.special import log_softmax
 
 DEFAULT_CHUNK = 8192  # rows per block in chunked loops: keeps blocks of G well under 100 MB
+_GRAM_BLOCK = 2048  # rows per GEMM in the weighted Gram: the stacked copies stay in cache
+
+_BLAS_CONTROLLER = None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Run the block with one BLAS thread (restored on exit).
+
+    The chunked loops here are many GEMMs with one small dimension (d + 1 or m). On the 2-core
+    machine this was measured on, threaded OpenBLAS gained at most 1.5x on such calls when the
+    machine was idle and was 5-30x slower than one thread when another process used a core.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
 
 
 def augment(X: np.ndarray) -> np.ndarray:
@@ -48,7 +70,22 @@ def contrast_basis(n_classes: int) -> np.ndarray:
 
 def log_probabilities(Xa: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Log class probabilities, shape (n, C), for ``theta`` of shape (C, D)."""
-    return log_softmax(Xa @ theta.T, axis=1)
+    return _log_softmax_rows(Xa @ theta.T)
+
+
+def _log_softmax_rows(Z: np.ndarray) -> np.ndarray:
+    """``scipy.special.log_softmax(Z, axis=1)``, the same operations, overwriting ``Z``.
+
+    Skips SciPy's array-API dispatch and copies, which cost more than the arithmetic on the
+    (n, C) arrays of this module.
+    """
+    zmax = Z.max(axis=1, keepdims=True)
+    zmax[~np.isfinite(zmax)] = 0.0
+    Z -= zmax
+    with np.errstate(divide="ignore"):
+        lse = np.log(np.exp(Z).sum(axis=1, keepdims=True))
+    Z -= lse
+    return Z
 
 
 def probabilities(Xa: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -87,21 +124,64 @@ def hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return np.einsum("nc,ca,cb->nab", P, Q, Q, optimize=True) - QP[:, :, None] * QP[:, None, :]
 
 
+def _upper_pairs(B: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(B)
+
+
+def _upper_hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """The entries a <= b of ``hessian_weights(P, Q)``, shape (n, B (B + 1) / 2), row-major."""
+    ia, ib = _upper_pairs(Q.shape[1])
+    QP = P @ Q
+    return P @ (Q[:, ia] * Q[:, ib]) - QP[:, ia] * QP[:, ib]
+
+
+def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Accumulate ``[Xa^T diag(Wu[:, k]) Xa for k]`` side by side, shape (D, K D).
+
+    One GEMM per block of rows against the K weighted copies of the block stacked column-wise
+    (a buffer reused across blocks and small enough to stay in cache).
+    """
+    n, D = Xa.shape
+    K = Wu.shape[1]
+    if out is None:
+        out = np.zeros((D, K * D))
+    bs = min(_GRAM_BLOCK, n)
+    if bs == 0:
+        return out
+    buf = np.empty((bs, K, D))
+    prod = np.empty((D, K * D))
+    for start in range(0, n, bs):
+        stop = min(start + bs, n)
+        Xb = Xa[start:stop]
+        Z = buf[: stop - start]
+        np.multiply(Wu[start:stop, :, None], Xb[:, None, :], out=Z)
+        np.matmul(Xb.T, Z.reshape(stop - start, K * D), out=prod)
+        out += prod
+    return out
+
+
+def _assemble_blocks(acc: np.ndarray, B: int) -> np.ndarray:
+    """Symmetric (B D, B D) matrix from the (D, K D) upper blocks of :func:`_gram_upper`."""
+    D = acc.shape[0]
+    out = np.empty((B * D, B * D))
+    for k, (a, b) in enumerate(zip(*_upper_pairs(B), strict=True)):
+        blk = acc[:, k * D : (k + 1) * D]
+        out[a * D : (a + 1) * D, b * D : (b + 1) * D] = blk
+        if b != a:
+            out[b * D : (b + 1) * D, a * D : (a + 1) * D] = blk.T
+    return out
+
+
 def weighted_block_gram(Xa: np.ndarray, Wts: np.ndarray) -> np.ndarray:
     """sum_i Wts_i (x) xa_i xa_i^T as an (B D, B D) matrix, for Wts of shape (n, B, B).
 
     Block (a, b) is ``Xa^T diag(Wts[:, a, b]) Xa``; only a <= b is computed (symmetry).
     """
     B = Wts.shape[1]
-    D = Xa.shape[1]
-    out = np.empty((B * D, B * D))
-    for a in range(B):
-        for b in range(a, B):
-            blk = Xa.T @ (Wts[:, a, b][:, None] * Xa)
-            out[a * D : (a + 1) * D, b * D : (b + 1) * D] = blk
-            if b != a:
-                out[b * D : (b + 1) * D, a * D : (a + 1) * D] = blk.T
-    return out
+    ia, ib = _upper_pairs(B)
+    Xa = np.asarray(Xa, dtype=np.float64)
+    Wu = np.ascontiguousarray(Wts[:, ia, ib], dtype=np.float64)
+    return _assemble_blocks(_gram_upper(Xa, Wu), B)
 
 
 def data_hessian(
@@ -113,13 +193,28 @@ def data_hessian(
     chunk_size: int = DEFAULT_CHUNK,
 ) -> np.ndarray:
     """Sum over points of w_i h_i (not divided by n), shape (m, m), chunked over rows."""
-    n = Xa.shape[0]
-    m = Q.shape[1] * Xa.shape[1]
-    H = np.zeros((m, m))
-    for start in range(0, n, chunk_size):
-        sl = slice(start, start + chunk_size)
-        Wts = hessian_weights(probabilities(Xa[sl], theta), Q)
-        if weights is not None:
-            Wts = Wts * weights[sl, None, None]
-        H += weighted_block_gram(Xa[sl], Wts)
-    return H
+    return _data_hessian(Xa, Q, theta=theta, weights=weights, chunk_size=chunk_size)
+
+
+def _data_hessian(
+    Xa: np.ndarray,
+    Q: np.ndarray,
+    *,
+    theta: np.ndarray | None = None,
+    P: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> np.ndarray:
+    """:func:`data_hessian` from ``theta`` or from precomputed probabilities ``P`` (n, C)."""
+    n, D = Xa.shape
+    B = Q.shape[1]
+    acc = np.zeros((D, B * (B + 1) // 2 * D))
+    with _single_threaded_blas():
+        for start in range(0, n, chunk_size):
+            sl = slice(start, start + chunk_size)
+            Pc = probabilities(Xa[sl], theta) if P is None else P[sl]
+            Wu = _upper_hessian_weights(Pc, Q)
+            if weights is not None:
+                Wu *= weights[sl, None]
+            _gram_upper(Xa[sl], Wu, out=acc)
+    return _assemble_blocks(acc, B)

@@ -1,0 +1,305 @@
+"""Purification benchmark: agreement, speed, accuracy curves, settings study and stopping rules.
+
+Usage::
+
+    python benchmarks/bench_purify.py agreement   # fast vs exact (and refit) rankings
+    python benchmarks/bench_purify.py speed       # seconds per iteration, side by side
+    python benchmarks/bench_purify.py curves      # 40-iteration curves for every method
+    python benchmarks/bench_purify.py study       # alpha x damping (and the paper's Adam fit)
+    python benchmarks/bench_purify.py stopping    # label-free stopping rules vs the best iteration
+    python benchmarks/bench_purify.py all
+
+Needs the paper's data in ../shared/data/paper (relative to the repository root). Every curve is
+cached (with a Purifier checkpoint) under benchmarks/results/, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from divpred import MultinomialLogit, Purifier, delta_scores
+from divpred._io import write_csv
+from divpred.data import load_paper_emnist, load_sd_csv
+from divpred.stopping import choose_iteration
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT.parent / "shared" / "data" / "paper"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The paper's purification results (Figures 4, 6, 8 and their captions).
+PAPER_RESULTS = {
+    "SD-2": {"start": 0.596, "best": 0.861, "removed": 190, "pure": 0.94, "seconds": (611, 962)},
+    "SD-3": {"start": 0.642, "best": 0.854, "removed": 190, "pure": 0.94, "seconds": None},
+    "EMNIST-4v8": {"start": 0.665, "best": 0.957, "removed": 220, "pure": 0.97,
+                   "seconds": (22 * 60, 26 * 60)},
+}
+
+
+def load(name: str):
+    """(X, y, X_test, y_test, contamination or None) for one of the paper's data sets."""
+    if name in ("SD-2", "SD-3"):
+        train = load_sd_csv(PAPER / f"synthetic_train_mix_{name[-1]}spec.csv")
+        test = load_sd_csv(PAPER / "synthetic_test_dis1.csv")
+        contam = np.arange(train.X.shape[0]) >= 700  # rows 700.. come from other distributions
+        return train.X, train.y, test.X, test.y, contam
+    train = load_paper_emnist(PAPER / "Image_train_30error.npz")
+    test = load_paper_emnist(PAPER / "Image_test.npz")
+    return train.X, train.y, test.X, test.y, None
+
+
+def print_table(frame: pd.DataFrame, title: str) -> None:
+    print(f"\n## {title}\n")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- agreement
+def agreement(datasets, alpha=1e-4) -> pd.DataFrame:
+    """Spearman and top-10 overlap of each fast variant with exact, at iterations 0 and 10."""
+    rows = []
+    for name in datasets:
+        X, y, *_ = load(name)
+        model = MultinomialLogit(alpha=alpha)
+        # iteration 10 of an exact purification defines the second state
+        pur = Purifier(model, method="exact", k=10, max_iter=10,
+                       checkpoint=RESULTS / f"ckpt-agree-{name}.npz").fit(X, y)
+        states = {0: np.ones(len(y), bool)}
+        keep10 = np.ones(len(y), bool)
+        keep10[pur.removal_order_[:100]] = False
+        states[10] = keep10
+        for it, keep in states.items():
+            fitted = MultinomialLogit(alpha=alpha).fit(X[keep], y[keep])
+            exact = delta_scores(fitted, X[keep], y[keep], "exact")
+            top = set(np.argsort(-exact)[:10])
+            for method in ("fast", "fast1", "fast2", "self_influence", "loss"):
+                s, info = delta_scores(fitted, X[keep], y[keep], method, return_info=True)
+                rows.append({
+                    "data": name, "iteration": it, "method": method,
+                    "variant": info["method"], "spearman": spearmanr(s, exact)[0],
+                    "top10_common": len(top & set(np.argsort(-s)[:10])),
+                })
+    return pd.DataFrame(rows)
+
+
+def refit_agreement(alpha=1e-2) -> pd.DataFrame:
+    """Ranking agreement of the true leave-one-out refit with exact on well-conditioned data."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for n, d, C in [(200, 3, 3), (300, 5, 2), (150, 4, 4)]:
+        X = rng.normal(size=(n, d))
+        y = np.argmax(X @ rng.normal(size=(d, C)) + rng.gumbel(size=(n, C)), axis=1)
+        model = MultinomialLogit(alpha=alpha).fit(X, y)
+        exact = delta_scores(model, X, y, "exact")
+        refit = delta_scores(model, X, y, "refit")
+        rows.append({"n": n, "d": d, "classes": C, "alpha": alpha,
+                     "spearman_refit_exact": spearmanr(refit, exact)[0],
+                     "top10_common": len(set(np.argsort(-exact)[:10])
+                                         & set(np.argsort(-refit)[:10]))})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------- speed
+def naive_paper_style_seconds(X, y, model, n_candidates=5) -> float:
+    """Seconds per iteration of a direct numpy transcription of the paper's procedure.
+
+    Per candidate: one Newton step, then gradients, the damped Hessian (built point by point)
+    and its explicit inverse, and the explicit n x n influence matrix on Z \\ z. Timed on a few
+    candidates and scaled to all n.
+    """
+    from divpred.models._softmax import contrast_basis
+
+    n, d = X.shape
+    C = model.classes_.shape[0]
+    Q = contrast_basis(C)
+    G = model.per_point_gradients(X, y, reduced=False)
+    H = model.hessian(X, reduced=False)
+    t0 = time.perf_counter()
+    for z in range(n_candidates):
+        theta = model.theta_ + (np.linalg.solve(H, G[z]) / n).reshape(C, d + 1)
+        keep = np.arange(n) != z
+        shifted = MultinomialLogit(alpha=model.alpha, damping=model.damping)
+        shifted.classes_, shifted.n_features_in_ = model.classes_, d
+        shifted.coef_, shifted.intercept_ = theta[:, :-1], theta[:, -1]
+        Gz = shifted.per_point_gradients(X[keep], y[keep], reduced=False)
+        P = shifted.predict_proba(X[keep])
+        Xa = np.hstack([X[keep], np.ones((n - 1, 1))])
+        Hz = np.zeros((C * (d + 1), C * (d + 1)))
+        for i in range(n - 1):
+            W = np.diag(P[i]) - np.outer(P[i], P[i])
+            Hz += np.kron(W, np.outer(Xa[i], Xa[i]))
+        Hz = Hz / (n - 1) + (model.alpha + model.damping) * np.eye(Hz.shape[0])
+        K = -Gz @ np.linalg.inv(Hz) @ Gz.T
+        np.var(K[~np.eye(n - 1, dtype=bool)])
+    del Q
+    return (time.perf_counter() - t0) / n_candidates * n
+
+
+def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
+    rows = []
+    for name in datasets:
+        X, y, *_ = load(name)
+        model = MultinomialLogit(alpha=alpha).fit(X, y)
+        naive = naive_paper_style_seconds(X, y, model)
+        timings = {}
+        for method in ("exact", "fast", "fast1", "fast2", "self_influence"):
+            reps = 1 if method == "exact" else repeats
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                _, info = delta_scores(model, X, y, method, return_info=True)
+            timings[method] = ((time.perf_counter() - t0) / reps, info["method"])
+        t0 = time.perf_counter()
+        MultinomialLogit(alpha=alpha, warm_start=True).fit(X[10:], y[10:])
+        refit = time.perf_counter() - t0
+        paper = PAPER_RESULTS[name]["seconds"]
+        for method, (sec, used) in timings.items():
+            rows.append({
+                "data": name, "n": X.shape[0], "method": method, "variant": used,
+                "seconds_per_iteration": sec,
+                "naive_numpy_seconds": naive,
+                "speedup_vs_naive": naive / sec,
+                "paper_code_seconds_quoted": "-" if paper is None else f"{paper[0]}-{paper[1]}",
+                "fraction_of_paper_code": (np.nan if paper is None else sec / paper[0]),
+                "refit_seconds": refit,
+            })
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ curves
+def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
+          max_iter=40) -> pd.DataFrame:
+    """One purification curve, cached in benchmarks/results/ (resumes from its checkpoint)."""
+    tag = f"{name}-{method}-a{alpha:g}-d{damping:g}-{solver}-k{k}-it{max_iter}"
+    out = RESULTS / f"curve-{tag}.csv"
+    if out.exists():
+        return pd.read_csv(out)
+    X, y, Xt, yt, contam = load(name)
+    model = MultinomialLogit(alpha=alpha, damping=damping, solver=solver, random_state=0)
+    t0 = time.perf_counter()
+    pur = Purifier(model, method=method, k=k, max_iter=max_iter, random_state=0,
+                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True)
+    pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
+    h = pur.history_.drop(columns=["removed"]).copy()
+    h["seconds_total"] = time.perf_counter() - t0
+    h.insert(0, "config", tag)
+    write_csv(out, h)
+    return h
+
+
+def summarize(h: pd.DataFrame, name: str, k=10) -> dict:
+    best = int(h["eval_accuracy"].idxmax())
+    row = {
+        "start_acc": h["eval_accuracy"].iloc[0],
+        "max_acc": h["eval_accuracy"].iloc[best],
+        "removed_at_max": best * k,
+        "V0": h["variance"].iloc[0],
+        "paper_start": PAPER_RESULTS[name]["start"],
+        "paper_max": PAPER_RESULTS[name]["best"],
+        "paper_removed": PAPER_RESULTS[name]["removed"],
+    }
+    if "contaminants_removed" in h and best > 0:
+        row["contam_precision_at_max"] = h["contaminants_removed"].iloc[best] / (best * k)
+    return row
+
+
+def curves(datasets, methods, alpha=1e-4) -> pd.DataFrame:
+    rows = []
+    for name in datasets:
+        for method in methods:
+            h = curve(name, method, alpha=alpha)
+            rows.append({"data": name, "method": method, "alpha": alpha, **summarize(h, name)})
+    return pd.DataFrame(rows)
+
+
+def study(datasets, alphas=(1e-2, 1e-3, 1e-4, 1e-5), dampings=(0.0, 0.01, 0.1)) -> pd.DataFrame:
+    rows = []
+    for name in datasets:
+        for alpha in alphas:
+            for damping in dampings:
+                h = curve(name, "fast", alpha=alpha, damping=damping)
+                rows.append({"data": name, "alpha": alpha, "damping": damping,
+                             **summarize(h, name)})
+        h = curve(name, "fast", alpha=0.0, damping=0.01, solver="adam")
+        rows.append({"data": name, "alpha": 0.0, "damping": 0.01, "solver": "adam (paper)",
+                     **summarize(h, name)})
+    return pd.DataFrame(rows)
+
+
+def stopping(datasets, alpha=1e-4, method="fast") -> pd.DataFrame:
+    rows = []
+    for name in datasets:
+        h = curve(name, method, alpha=alpha)
+        best = int(h["eval_accuracy"].idxmax())
+        rules = {"relative (tol 1e-2)": ("relative", {"tol": 1e-2}),
+                 "knee (1/3)": ("knee", {"ratio": 1 / 3}),
+                 "knee (1/2)": ("knee", {"ratio": 1 / 2})}
+        for label, (rule, params) in rules.items():
+            it = choose_iteration(h, rule, **params)
+            it = len(h) - 1 if it is None else it
+            rows.append({"data": name, "rule": label, "chosen_iteration": it,
+                         "acc_at_chosen": h["eval_accuracy"].iloc[it],
+                         "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
+                         "gap": h["eval_accuracy"].iloc[best] - h["eval_accuracy"].iloc[it]})
+        X, y, Xt, yt, contam = load(name)
+        pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10, max_iter=40,
+                       stop="validation", patience=5, random_state=0).fit(
+            X, y, eval_set=(Xt, yt))
+        hv = pur.history_
+        it = pur.best_iteration_
+        rows.append({"data": name, "rule": "validation (20% held out, patience 5)",
+                     "chosen_iteration": it, "acc_at_chosen": hv["eval_accuracy"].iloc[it],
+                     "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
+                     "gap": h["eval_accuracy"].iloc[best] - hv["eval_accuracy"].iloc[it]})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("section", choices=["agreement", "speed", "curves", "study",
+                                            "stopping", "all"])
+    parser.add_argument("--data", nargs="*", default=["SD-2", "SD-3", "EMNIST-4v8"])
+    parser.add_argument("--methods", nargs="*",
+                        default=["fast", "exact", "fast1", "fast2", "self_influence", "loss",
+                                 "random"])
+    args = parser.parse_args(argv)
+    if not PAPER.is_dir():
+        print(f"paper data not found at {PAPER}", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(exist_ok=True)
+    sections = ([args.section] if args.section != "all"
+                else ["agreement", "speed", "curves", "study", "stopping"])
+    for section in sections:
+        if section == "agreement":
+            table = agreement(args.data)
+            print_table(table, "fast vs exact: Spearman and top-10 overlap")
+            write_csv(RESULTS / "agreement.csv", table)
+            table = refit_agreement()
+            print_table(table, "refit vs exact on well-conditioned data")
+            write_csv(RESULTS / "refit_agreement.csv", table)
+        elif section == "speed":
+            table = speed(args.data)
+            print_table(table, "seconds per scoring pass (one iteration), side by side")
+            write_csv(RESULTS / "speed.csv", table)
+        elif section == "curves":
+            table = curves(args.data, args.methods)
+            print_table(table, "purification curves (k=10, 40 iterations, alpha=1e-4)")
+            write_csv(RESULTS / "curves.csv", table)
+        elif section == "study":
+            table = study(args.data)
+            print_table(table, "alpha x damping study (method=fast)")
+            write_csv(RESULTS / "study.csv", table)
+        elif section == "stopping":
+            table = stopping(args.data)
+            print_table(table, "label-free stopping rules")
+            write_csv(RESULTS / "stopping.csv", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
