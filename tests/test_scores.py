@@ -1,4 +1,4 @@
-"""delta(z) = V(Z) - V(Z \\ z): exact paths against an independent brute force, fast against exact."""
+"""delta(z) = V(Z) - V(Z \\ z): exact paths against a brute force, fast paths against exact."""
 
 import numpy as np
 import pytest

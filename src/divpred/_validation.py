@@ -16,7 +16,9 @@ def check_features(X, *, name: str = "X") -> np.ndarray:
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric; could not convert it to float64 ({exc})") from None
+        raise ValueError(
+            f"{name} must be numeric; could not convert it to float64 ({exc})"
+        ) from None
     if arr.ndim == 1:
         raise ValueError(
             f"{name} must be 2-dimensional (n_samples, n_features); got a 1-d array of "
@@ -28,7 +30,9 @@ def check_features(X, *, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} has no feature columns")
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or impute them first")
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s); clean or impute them first"
+        )
     return np.ascontiguousarray(arr)
 
 

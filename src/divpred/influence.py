@@ -40,7 +40,9 @@ def _check_data(model, X, y):
     X = check_features(X)
     y = check_labels(y, X.shape[0])
     if X.shape[0] < MIN_POINTS:
-        raise ValueError(f"need at least {MIN_POINTS} points for pairwise influences, got {X.shape[0]}")
+        raise ValueError(
+            f"need at least {MIN_POINTS} points for pairwise influences, got {X.shape[0]}"
+        )
     return X, y
 
 

@@ -23,9 +23,9 @@ so that dV = <Phi, dK>; Delta_z = H^{-1} g_z / n.
   V_pair(z) = S2_z / N' - (S1_z / N')^2, with r_z = -g_z^T H^{-1} G^T 1 and
   s_z = g_z^T H^{-1} S H^{-1} g_z, S = G^T G: no n x n matrix.
 * model shift (first order): dV = c^T Delta_z with c = -2 sum_i h_i u_i
-  + (1/n) sum_i (Q^T W_i v_i) (x) xa_i, where U = Phi G H^{-1} (rows u_i), M = H^{-1} G^T Phi G H^{-1},
-  Qd_i[a, b] = xa_i^T M_ab xa_i, Z_i = Q Qd_i Q^T and v_i = diag(Z_i) - 2 Z_i p_i (the second term is
-  the third-derivative effect of the shift on H).
+  + (1/n) sum_i (Q^T W_i v_i) (x) xa_i, where U = Phi G H^{-1} (rows u_i),
+  M = H^{-1} G^T Phi G H^{-1}, Qd_i[a, b] = xa_i^T M_ab xa_i, Z_i = Q Qd_i Q^T and
+  v_i = diag(Z_i) - 2 Z_i p_i (the second term is the third-derivative effect of the shift on H).
 * Hessian renormalisation, first order: H_{-z} - H = (H_data - h_z) / (n - 1), so
   dV = [(1/n) sum_i <Qd_i, W'_i> - <Qd_z, W'_z>] / (n - 1).
 
@@ -54,7 +54,6 @@ from sklearn.utils.validation import check_random_state
 from threadpoolctl import threadpool_limits
 
 from ._state import FittedState, variance_from_sums
-from .models import _softmax as sm
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 

@@ -42,7 +42,7 @@ def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0) -> int | None:
 
 
 def validation_rule(accuracy: np.ndarray, patience: int = 3) -> int | None:
-    """The validation-accuracy peak, once ``patience`` iterations have passed without a better one."""
+    """The validation-accuracy peak, once ``patience`` later iterations did not beat it."""
     acc = np.asarray(accuracy, dtype=float)
     if acc.size == 0:
         return None

@@ -293,8 +293,8 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         step = 0
         bs = self.batch_size
         converged = False
-        epoch = 0
-        for epoch in range(1, self.max_epochs + 1):
+        epochs_run = 0
+        for epochs_run in range(1, self.max_epochs + 1):  # noqa: B007 (reported as n_iter_)
             order = rng.permutation(n)
             batch_losses = []
             for start in range(0, n, bs):
@@ -317,7 +317,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             if np.mean(batch_losses) <= self.loss_tol:
                 converged = True
                 break
-        return theta, epoch, converged
+        return theta, epochs_run, converged
 
     # --------------------------------------------------------------- prediction
     @property
