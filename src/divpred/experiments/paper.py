@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..stopping import knee_rule
 from ._common import PURIFICATION_COLUMNS, SURFACE_COLUMNS, SWEEP_COLUMNS
 
 __all__ = [
@@ -81,7 +82,9 @@ def read_paper_table(figure: str, results_dir) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     expected = FIGURE_COLUMNS[figure]
     if tuple(frame.columns[: len(expected)]) != expected:
-        raise ValueError(f"{path.name}: expected columns {list(expected)}; got {list(frame.columns)}")
+        raise ValueError(
+            f"{path.name}: expected columns {list(expected)}; got {list(frame.columns)}"
+        )
     return frame
 
 
@@ -95,15 +98,28 @@ def headline(
     compared at the same iteration.
     """
     if figure in ("fig3", "fig5"):
-        return _sweep_headline(figure, table)
-    if figure == "fig7":
-        return _surface_headline(table)
-    if figure in ("fig4", "fig6", "fig8"):
+        out = _sweep_headline(figure, table)
+    elif figure == "fig7":
+        out = _surface_headline(table)
+    elif figure in ("fig4", "fig6", "fig8"):
         out = _purification_headline(table, at_iteration)
         if reference_accuracy is not None:
             out["reference accuracy (pure data)"] = float(reference_accuracy)
-        return out
-    raise ValueError(f"unknown figure {figure!r}")
+    else:
+        raise ValueError(f"unknown figure {figure!r}")
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(value):
+    """Python scalars (JSON-friendly): ints stay ints, NaN becomes None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    v = float(value)
+    return None if not np.isfinite(v) else v
 
 
 def _sweep_headline(figure, t):
@@ -159,6 +175,7 @@ def _purification_headline(t, at_iteration):
     at = t.loc[t["iteration"] == last, "TestAcc"]
     acc, V, size = t["TestAcc"].to_numpy(float), t["potential"].to_numpy(float), t["size"]
     best = int(np.argmax(acc))
+    knee = knee_rule(V)
     return {
         "V at iteration 0": V[0],
         "accuracy at iteration 0": acc[0],
@@ -167,4 +184,6 @@ def _purification_headline(t, at_iteration):
         "points removed at max accuracy": int(size.iloc[0] - size.iloc[best]),
         "V at max accuracy / V at 0": V[best] / V[0],
         f"accuracy at iteration {last}": float(at.iloc[0]) if len(at) else np.nan,
+        "knee-rule iteration (label-free)": None if knee is None else int(knee),
+        "accuracy at knee-rule iteration": np.nan if knee is None else float(acc[knee]),
     }

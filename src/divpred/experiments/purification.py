@@ -98,7 +98,16 @@ def _run(
         progress=progress,
     )
     with single_threaded_blas():
-        purifier.fit(X, y, eval_set=(X_test, y_test), contamination=contamination)
+        while True:
+            try:
+                purifier.fit(X, y, eval_set=(X_test, y_test), contamination=contamination)
+                break
+            except ValueError as exc:
+                # Removing many points can empty a class; rerun with fewer iterations.
+                if "class" not in str(exc) or n_iter <= 1:
+                    raise
+                n_iter = max(1, n_iter * 3 // 4)
+                purifier.set_params(max_iter=n_iter)
     history = purifier.history_
     table = purification_table(history)
     acc = table["TestAcc"].to_numpy()

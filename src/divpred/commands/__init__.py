@@ -1,0 +1,1 @@
+"""Sub-commands of the ``divpred`` command line."""
