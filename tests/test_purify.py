@@ -202,3 +202,40 @@ def test_bad_contamination_mask():
     X, y = make_classification(30, 2, 2, seed=0)
     with pytest.raises(ValueError, match="contamination"):
         Purifier(max_iter=1).fit(X, y, contamination=np.zeros(5, bool))
+
+
+def test_separable_rule_and_train_accuracy():
+    from divpred.stopping import separable_rule
+
+    assert separable_rule([0.5, 0.9, 1.0, 1.0]) == 2
+    assert separable_rule([0.5, 0.9]) is None
+    X, y, _ = mixed_data(seed=8)
+    pur = Purifier(k=5, max_iter=15, stop="separable").fit(X, y)
+    acc = pur.history_["train_accuracy"].to_numpy()
+    model = MultinomialLogit().fit(X, y)
+    assert acc[0] == pytest.approx(model.score(X, y))
+    assert pur.best_iteration_ == separable_rule(acc) == pur.stop_iteration_
+
+
+def test_loop_stops_before_emptying_a_class():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = np.zeros(40, int)
+    y[:6] = 1  # a small class that purification would remove entirely
+    X[:6] += 3.0
+    y[6:9] = 1
+    pur = Purifier(method="loss", k=5, max_iter=10, min_size=5).fit(X, y)
+    kept = pur.keep_mask_
+    assert np.unique(y[kept]).size == 2
+
+
+def test_outputs_have_normal_permissions(tmp_path):
+    from divpred import _io
+
+    old = os.umask(0o022)
+    try:
+        _io.write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*tmp"))

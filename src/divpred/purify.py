@@ -50,8 +50,9 @@ class Purifier(BaseEstimator):
         Never shrink the kept set below this many points (default: ``max(3 k, 10)``).
     stop : {"none", "relative", "knee", "validation"}, default="none"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
-        ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the relative decrease of V falls
-        below ``knee_ratio`` times its first value; ``"validation"`` the peak of the accuracy on a
+        ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
+        falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
+        iteration at which the model fits every kept training label; ``"validation"`` the peak of the accuracy on a
         held-out stratified ``validation_fraction`` of the training data (or on
         ``validation_set``), after ``patience`` iterations without improvement. With ``"none"`` the
         loop runs ``max_iter`` iterations and ``best_iteration_`` is the last one.
@@ -68,7 +69,7 @@ class Purifier(BaseEstimator):
     ----------
     history_ : pandas.DataFrame
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
-        ``train_loss``, ``method_used``, ``removed`` (indices removed at that iteration, a list),
+        ``train_loss``, ``train_accuracy``, ``method_used``, ``removed`` (indices removed at that iteration, a list),
         plus ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
@@ -196,6 +197,10 @@ class Purifier(BaseEstimator):
             )
             top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
             keep[top] = False
+            if np.unique(y[keep]).shape[0] < 2:
+                # Removing these would leave one class: nothing left to purify against.
+                keep[top] = True
+                break
             order.extend(int(i) for i in top)
             it += 1
             if base.get_params().get("solver") != "adam":
@@ -235,12 +240,14 @@ class Purifier(BaseEstimator):
 
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
         Xk, yk = X[keep], y[keep]
+        logp = model.predict_log_proba(Xk)
+        yidx = model.encode_labels(yk)
         rec = {
             "iteration": it,
             "size": int(keep.sum()),
             "variance": influence_variance(model, Xk, yk),
-            "train_loss": float(-np.mean(model.predict_log_proba(Xk)[
-                np.arange(Xk.shape[0]), model.encode_labels(yk)])),
+            "train_loss": float(-np.mean(logp[np.arange(Xk.shape[0]), yidx])),
+            "train_accuracy": float(np.mean(np.argmax(logp, axis=1) == yidx)),
             "method_used": method_used,
             "removed": list(removed),
         }
