@@ -147,10 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = module.add_parser(subparsers)
         if not isinstance(sub, argparse.ArgumentParser):
             raise TypeError(f"{name}.add_parser must return the sub-command's ArgumentParser")
-        if "--quiet" not in sub._option_string_actions:
+        flags = [f for f in ("-q", "--quiet") if f not in sub._option_string_actions]
+        if "--quiet" in flags:
             # SUPPRESS: an absent sub-level flag must not reset a global --quiet to False.
             sub.add_argument(
-                "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                *flags, action="store_true", default=argparse.SUPPRESS,
                 help="no progress or informational output",
             )
         sub.set_defaults(_divpred_run=module.run)

@@ -74,17 +74,32 @@ def log_probabilities(Xa: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax_rows(Z: np.ndarray) -> np.ndarray:
-    """``scipy.special.log_softmax(Z, axis=1)``, the same operations, overwriting ``Z``.
+    """``scipy.special.log_softmax(Z, axis=1)`` with the same result, overwriting ``Z``.
 
-    Skips SciPy's array-API dispatch and copies, which cost more than the arithmetic on the
-    (n, C) arrays of this module.
+    Skips SciPy's array-API dispatch and copies. For C <= 7 columns the row max and row sum run
+    column by column (numpy reduces a row of fewer than 8 numbers sequentially too, so the
+    result is bitwise identical), which is about twice as fast as an axis-1 reduction over
+    short rows.
     """
-    zmax = Z.max(axis=1, keepdims=True)
+    C = Z.shape[1]
+    if 1 < C < 8:
+        zmax = Z[:, 0].copy()
+        for c in range(1, C):
+            np.maximum(zmax, Z[:, c], out=zmax)
+    else:
+        zmax = Z.max(axis=1)
     zmax[~np.isfinite(zmax)] = 0.0
-    Z -= zmax
+    Z -= zmax[:, None]
+    E = np.exp(Z)
+    if 1 < C < 8:
+        lse = E[:, 0].copy()
+        for c in range(1, C):
+            lse += E[:, c]
+    else:
+        lse = E.sum(axis=1)
     with np.errstate(divide="ignore"):
-        lse = np.log(np.exp(Z).sum(axis=1, keepdims=True))
-    Z -= lse
+        np.log(lse, out=lse)
+    Z -= lse[:, None]
     return Z
 
 
@@ -143,6 +158,8 @@ def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -
     """
     n, D = Xa.shape
     K = Wu.shape[1]
+    if out is None and n <= _GRAM_BLOCK:  # one block: no buffers to set up
+        return Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, K * D)
     if out is None:
         out = np.zeros((D, K * D))
     bs = min(_GRAM_BLOCK, n)
@@ -204,17 +221,24 @@ def _data_hessian(
     P: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    add_intercept: bool = False,
 ) -> np.ndarray:
-    """:func:`data_hessian` from ``theta`` or from precomputed probabilities ``P`` (n, C)."""
-    n, D = Xa.shape
+    """:func:`data_hessian` from ``theta`` or from precomputed probabilities ``P`` (n, C).
+
+    With ``add_intercept=True``, ``Xa`` is the plain X and each chunk is augmented on the fly
+    (no (n, D) copy of X).
+    """
+    n = Xa.shape[0]
+    D = Xa.shape[1] + (1 if add_intercept else 0)
     B = Q.shape[1]
     acc = np.zeros((D, B * (B + 1) // 2 * D))
     with _single_threaded_blas():
         for start in range(0, n, chunk_size):
             sl = slice(start, start + chunk_size)
-            Pc = probabilities(Xa[sl], theta) if P is None else P[sl]
+            Xc = augment(Xa[sl]) if add_intercept else Xa[sl]
+            Pc = probabilities(Xc, theta) if P is None else P[sl]
             Wu = _upper_hessian_weights(Pc, Q)
             if weights is not None:
                 Wu *= weights[sl, None]
-            _gram_upper(Xa[sl], Wu, out=acc)
+            _gram_upper(Xc, Wu, out=acc)
     return _assemble_blocks(acc, B)
