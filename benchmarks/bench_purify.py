@@ -178,7 +178,11 @@ def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
     tag = f"{name}-{method}-a{alpha:g}-d{damping:g}-{solver}-k{k}-it{max_iter}"
     out = RESULTS / f"curve-{tag}.csv"
     if out.exists():
-        return pd.read_csv(out)
+        cached = pd.read_csv(out)
+        if "train_accuracy" in cached:  # written by the current Purifier
+            return cached
+        out.unlink()
+        (RESULTS / f"ckpt-{tag}.npz").unlink(missing_ok=True)
     X, y, Xt, yt, contam = load(name)
     model = MultinomialLogit(alpha=alpha, damping=damping, solver=solver, random_state=0)
     t0 = time.perf_counter()
@@ -231,32 +235,41 @@ def study(datasets, alphas=(1e-2, 1e-3, 1e-4, 1e-5), dampings=(0.0, 0.01, 0.1)) 
     return pd.DataFrame(rows)
 
 
-def stopping(datasets, alpha=1e-4, method="fast") -> pd.DataFrame:
+def stopping(datasets, alphas=(1e-4, 1e-5, 1e-2), method="fast") -> pd.DataFrame:
     rows = []
     for name in datasets:
-        h = curve(name, method, alpha=alpha)
-        best = int(h["eval_accuracy"].idxmax())
-        rules = {"relative (tol 1e-2)": ("relative", {"tol": 1e-2}),
-                 "knee (1/3)": ("knee", {"ratio": 1 / 3}),
-                 "knee (1/2)": ("knee", {"ratio": 1 / 2})}
-        for label, (rule, params) in rules.items():
-            it = choose_iteration(h, rule, **params)
-            it = len(h) - 1 if it is None else it
-            rows.append({"data": name, "rule": label, "chosen_iteration": it,
-                         "acc_at_chosen": h["eval_accuracy"].iloc[it],
-                         "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
-                         "gap": h["eval_accuracy"].iloc[best] - h["eval_accuracy"].iloc[it]})
-        X, y, Xt, yt, contam = load(name)
-        pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10, max_iter=40,
-                       stop="validation", patience=5, random_state=0).fit(
-            X, y, eval_set=(Xt, yt))
-        hv = pur.history_
-        it = pur.best_iteration_
-        rows.append({"data": name, "rule": "validation (20% held out, patience 5)",
-                     "chosen_iteration": it, "acc_at_chosen": hv["eval_accuracy"].iloc[it],
-                     "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
-                     "gap": h["eval_accuracy"].iloc[best] - hv["eval_accuracy"].iloc[it]})
+        for alpha in alphas:
+            rows.extend(_stopping_rows(name, alpha, method))
     return pd.DataFrame(rows)
+
+
+def _stopping_rows(name, alpha, method) -> list[dict]:
+    rows = []
+    h = curve(name, method, alpha=alpha)
+    best = int(h["eval_accuracy"].idxmax())
+    rules = {"relative (tol 1e-2)": ("relative", {"tol": 1e-2}),
+             "knee (1/3)": ("knee", {"ratio": 1 / 3}),
+             "knee (1/2)": ("knee", {"ratio": 1 / 2}),
+             "separable (train acc = 1)": ("separable", {})}
+    for label, (rule, params) in rules.items():
+        it = choose_iteration(h, rule, **params)
+        it = len(h) - 1 if it is None else it
+        rows.append({"data": name, "alpha": alpha, "rule": label, "chosen_iteration": it,
+                     "acc_at_chosen": h["eval_accuracy"].iloc[it],
+                     "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
+                     "gap": h["eval_accuracy"].iloc[best] - h["eval_accuracy"].iloc[it]})
+    X, y, Xt, yt, contam = load(name)
+    pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10, max_iter=40,
+                   stop="validation", patience=5, random_state=0).fit(
+        X, y, eval_set=(Xt, yt))
+    hv = pur.history_
+    it = pur.best_iteration_
+    rows.append({"data": name, "alpha": alpha,
+                 "rule": "validation (20% held out, patience 5)",
+                 "chosen_iteration": it, "acc_at_chosen": hv["eval_accuracy"].iloc[it],
+                 "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
+                 "gap": h["eval_accuracy"].iloc[best] - hv["eval_accuracy"].iloc[it]})
+    return rows
 
 
 def main(argv=None) -> int:

@@ -69,7 +69,7 @@ DELTA_METHODS = (
 )
 FAST1_MIN_RATIO = 5.0
 FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB
-SMALL_M = 300  # below this many parameters BLAS runs single-threaded (see delta_scores)
+BLAS_THREADS = 1  # see delta_scores
 _CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
 
 
@@ -112,11 +112,10 @@ def delta_scores(
     """
     if method not in DELTA_METHODS:
         raise ValueError(f"method must be one of {DELTA_METHODS}; got {method!r}")
-    # Threaded OpenBLAS is many times slower than one thread on the many small GEMMs and
-    # solves of the m < SMALL_M paths (measured on 2 cores); large m (images) keeps the threads.
-    n_params = (np.unique(np.asarray(y)).shape[0] - 1) * (np.shape(X)[1] + 1)
-    limits = 1 if n_params < SMALL_M else None
-    with threadpool_limits(limits=limits, user_api="blas"):
+    # Threaded OpenBLAS was 10-30x slower than one thread here on 2 cores whenever the other
+    # core was busy, for SD sizes (m = 123) and images (m = 785) alike: the exact EMNIST pass
+    # took 303 s threaded against about 10 s single-threaded (benchmarks/bench_purify.py speed).
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
         return _delta_scores(model, X, y, method, random_state, return_info, exact_form)
 
 
