@@ -109,8 +109,33 @@ class FittedState:
         """d'_i = g_i^T H^{-1} g_i = -K_ii, (n,)."""
         return np.einsum("ij,ji->i", self.G, self.HinvGt)
 
+    @cached_property
+    def Gm(self) -> np.ndarray:
+        """Gram matrix Xa Xa^T, (n, n)."""
+        return self.Xa @ self.Xa.T
+
+    @cached_property
+    def Mx_dual(self) -> np.ndarray:
+        """Xa H^{-1} Xa^T for a binary model (B = 1), from n x n algebra only, (n, n)."""
+        return dual_gram(self.Gm, self.W[:, 0, 0] / self.n, self.mu)
+
     def losses(self) -> np.ndarray:
         return -np.log(np.clip(self.P[np.arange(self.n), self.yidx], 1e-300, None))
+
+
+def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
+    """Xa (Xa^T diag(omega) Xa + mu I)^{-1} Xa^T from the Gram matrix Gm = Xa Xa^T, (n, n).
+
+    Push-through identity with U = diag(sqrt(omega)):
+    (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu; one n x n Cholesky, no D x D work.
+    """
+    u = np.sqrt(np.clip(omega, 0.0, None))
+    F = Gm * np.outer(u, u)
+    F[np.diag_indices_from(F)] += mu
+    L = linalg.cholesky(F, lower=True, overwrite_a=True, check_finite=False)
+    Z = linalg.solve_triangular(L, u[:, None] * Gm, lower=True, check_finite=False)
+    M = (Gm - Z.T @ Z) / mu
+    return 0.5 * (M + M.T)
 
 
 def variance_from_sums(pair_sum, pair_sum_sq, n):

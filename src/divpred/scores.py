@@ -53,7 +53,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
 from threadpoolctl import threadpool_limits
 
-from ._state import FittedState, variance_from_sums
+from ._state import FittedState, dual_gram, variance_from_sums
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
@@ -135,7 +135,7 @@ def _delta_scores(model, X, y, method, random_state, return_info, exact_form):
     elif method == "refit":
         scores, info["variance"] = _refit_scores(model, X, y)
     else:
-        V = _variance(state)
+        V = _variance_dual(state) if _use_binary_dual(state) else _variance(state)
         info["variance"] = V
         if method == "exact":
             form = _choose_exact_form(state) if exact_form == "auto" else exact_form
@@ -158,6 +158,13 @@ def _variance(state: FittedState) -> float:
     A = HinvGt @ G  # H^{-1} S, (m, m)
     S2 = np.sum(A * A.T) - np.sum(d * d)
     return float(variance_from_sums(S1, S2, state.n))
+
+
+def _variance_dual(state: FittedState) -> float:
+    r = state.R[:, 0]
+    K = -(r[:, None] * state.Mx_dual * r[None, :])
+    diag = np.diag(K)
+    return float(variance_from_sums(K.sum() - diag.sum(), np.sum(K * K) - np.sum(diag**2), state.n))
 
 
 # ------------------------------------------------------------------------------- refit
@@ -371,28 +378,64 @@ def _first_order_terms(state: FittedState) -> dict:
             Qd[:, a, b] = np.einsum(
                 "nd,nd->n", state.Xa @ M[a * D : (a + 1) * D, b * D : (b + 1) * D], state.Xa
             )
-    Wp = state.W
     t = np.einsum("nbd,nd->nb", U.reshape(n, B, D), state.Xa)  # U_i xa_i
-    hu = np.einsum("nab,nb->na", Wp, t)  # h_i u_i = hu_i (x) xa_i
-    c_grad = -2.0 * (hu.T @ state.Xa).ravel()
+    hu = np.einsum("nab,nb->na", state.W, t)  # h_i u_i = hu_i (x) xa_i
+    coef_h = _hessian_shift_coefficients(state, Qd)
+    c = ((-2.0 * hu + coef_h / n).T @ state.Xa).ravel()  # c = c_grad + c_hess
+    steps = Y / n  # Delta_z
+    return {
+        "V": V, "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
+        "coef_h": coef_h, "shift": steps @ c,
+        "s_vec": np.einsum("zad,zd->za", steps.reshape(n, B, D), state.Xa),  # Delta_z xa_z
+    }
+
+
+def _hessian_shift_coefficients(state: FittedState, Qd: np.ndarray) -> np.ndarray:
+    """Q^T W_i v_i, (n, B): the third-derivative effect of a model shift on <M, H>."""
     Zc = np.einsum("ca,nab,eb->nce", state.Q, Qd, state.Q, optimize=True)
     v = np.einsum("ncc->nc", Zc) - 2.0 * np.einsum("nce,ne->nc", Zc, state.P)
     P = state.P
     Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
-    coef_h = Wv @ state.Q  # (n, B): Q^T W_i v_i
-    c_hess = (coef_h.T @ state.Xa).ravel() / n
-    c = c_grad + c_hess
-    steps = Y / n  # Delta_z
-    shift = steps @ c
+    return Wv @ state.Q
+
+
+# Binary models with fewer points than parameters (images): every fast quantity is a function of
+# the n x n matrix Mx = Xa H^{-1} Xa^T, which the push-through identity gives from the n x n Gram
+# matrix Gm = Xa Xa^T without any m x m work:
+#   Xa (Xa^T Omega Xa + mu I)^{-1} Xa^T = (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu,  U^2 = Omega.
+def _use_binary_dual(state: FittedState) -> bool:
+    return state.B == 1 and state.n < state.D and state.mu > 0
+
+
+def _first_order_terms_dual(state: FittedState) -> dict:
+    """The keys of :func:`_first_order_terms` for B = 1, n < m, in O(n^3 + n^2 D)."""
+    n = state.n
+    r = state.R[:, 0]
+    w = state.W[:, 0, 0]
+    Mx = state.Mx_dual
+    K = -(r[:, None] * Mx * r[None, :])
+    diag = np.diag(K).copy()
+    K2 = K * K
+    S1 = K.sum() - diag.sum()
+    S2 = K2.sum() - np.sum(diag * diag)
+    N = n * (n - 1.0)
+    Phi = (2.0 / N) * (K - S1 / N)
+    np.fill_diagonal(Phi, 0.0)
+    A1 = Mx * r[None, :]  # xa_i^T H^{-1} g_j
+    t = np.sum(Phi * A1, axis=1)  # u_i . xa_i with U = Phi G H^{-1}
+    Qd = np.sum((A1 @ Phi) * A1, axis=1)[:, None, None]  # xa_i^T M xa_i
+    coef_h = _hessian_shift_coefficients(state, Qd)
+    cc = -2.0 * w * t + coef_h[:, 0] / n  # c = Xa^T cc
     return {
-        "V": V, "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
-        "coef_h": coef_h, "shift": shift, "steps": steps,
+        "V": S2 / N - (S1 / N) ** 2, "S1": S1, "S2": S2, "r": K.sum(axis=1),
+        "s": K2.sum(axis=1), "dprime": -diag, "Qd": Qd, "t": t[:, None], "coef_h": coef_h,
+        "shift": r * (Mx @ cc) / n, "s_vec": (r * np.diag(Mx) / n)[:, None],
     }
 
 
 def _fast1(state: FittedState) -> np.ndarray:
     n = state.n
-    f = _first_order_terms(state)
+    f = _first_order_terms_dual(state) if _use_binary_dual(state) else _first_order_terms(state)
     Np = (n - 1.0) * (n - 2.0)
     S1z = f["S1"] - 2.0 * (f["r"] + f["dprime"])
     S2z = f["S2"] - 2.0 * (f["s"] - f["dprime"] ** 2)
@@ -406,20 +449,35 @@ def _fast2(state: FittedState) -> np.ndarray:
     from scipy import linalg
 
     n, B, D, m = state.n, state.B, state.D, state.m
-    f = _first_order_terms(state)
-    Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
-    cho = linalg.cho_factor(Ht, lower=True, check_finite=False)
-    Hti = linalg.cho_solve(cho, np.eye(m), check_finite=False)
-    Ft = state.G @ Hti  # rows H~^{-1} g_i, (n, m)
-    Kt = -(Ft @ state.G.T)
-    Kt = 0.5 * (Kt + Kt.T)
-    KtFt = -(Ft @ ((state.G.T @ state.G) @ Hti))  # K~ Ft without an n^3 product
+    Xa = state.Xa
+    # K~ = -G H~^{-1} G^T, and with layout [a][z, i]: T[a][z, i] = xa_z . (H~^{-1} g_i)_a,
+    # KT[a][z, i] = sum_j K~_ij T[a][z, j], Hd[z, a, b] = xa_z^T (H~^{-1})_ab xa_z.
+    if _use_binary_dual(state):
+        f = _first_order_terms_dual(state)
+        r = state.R[:, 0]
+        Mxt = dual_gram(state.Gm, state.W[:, 0, 0] / (n - 1.0), state.mu)
+        Kt = -(r[:, None] * Mxt * r[None, :])
+        T = [Mxt * r[None, :]]
+        KT = [T[0] @ Kt]
+        Hd = np.diag(Mxt).copy()[:, None, None]
+    else:
+        f = _first_order_terms(state)
+        Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
+        cho = linalg.cho_factor(Ht, lower=True, check_finite=False)
+        Hti = linalg.cho_solve(cho, np.eye(m), check_finite=False)
+        Ft = state.G @ Hti  # rows H~^{-1} g_i, (n, m)
+        Kt = -(Ft @ state.G.T)
+        Kt = 0.5 * (Kt + Kt.T)
+        KtFt = -(Ft @ ((state.G.T @ state.G) @ Hti))  # K~ Ft without an n^3 product
+        T = [Xa @ Ft[:, a * D : (a + 1) * D].T for a in range(B)]
+        KT = [Xa @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)]
+        Hd = np.empty((n, B, B))
+        for a in range(B):
+            for b in range(B):
+                blk = Hti[a * D : (a + 1) * D, b * D : (b + 1) * D]
+                Hd[:, a, b] = np.einsum("nd,nd->n", Xa @ blk, Xa)
     Lz = _psd_factor(state.W)  # (n, B, B), W'_z = L_z L_z^T
     scale = 1.0 / np.sqrt(n - 1.0)
-    Xa = state.Xa
-    # Layout [a][z, i]: T[a][z, i] = xa_z . (H~^{-1} g_i)_a, v_{z,i,b} = sum_a L_z[a, b] T[a][z, i]
-    T = [Xa @ Ft[:, a * D : (a + 1) * D].T for a in range(B)]
-    KT = [Xa @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)]  # sum_j K~_ij T[a][z, j]
     diag_idx = np.arange(n)
     Vz, KV = [], []
     for b in range(B):
@@ -430,11 +488,6 @@ def _fast2(state: FittedState) -> np.ndarray:
         v[diag_idx, diag_idx] = 0.0
         Vz.append(v)
         KV.append(kv)
-    Hd = np.empty((n, B, B))
-    for a in range(B):
-        for b in range(B):
-            blk = Hti[a * D : (a + 1) * D, b * D : (b + 1) * D]
-            Hd[:, a, b] = np.einsum("nd,nd->n", Xa @ blk, Xa)
     Omega = np.einsum("zab,zac,zcd->zbd", Lz, Hd, Lz) * scale**2
     Gamma = np.linalg.inv(np.eye(B)[None] - Omega)
     Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
@@ -465,7 +518,7 @@ def _fast2(state: FittedState) -> np.ndarray:
     Np = (n - 1.0) * (n - 2.0)
     v_fixed = S2 / Np - (S1 / Np) ** 2
 
-    s_vec = np.einsum("zad,zd->za", f["steps"].reshape(n, B, D), Xa)  # Delta_z xa_z
+    s_vec = f["s_vec"]
     own_grad = 2.0 * np.einsum("zab,zb,za->z", state.W, s_vec, f["t"])
     own_hess = np.einsum("za,za->z", f["coef_h"], s_vec) / n
     return v_fixed + f["shift"] + own_grad - own_hess
