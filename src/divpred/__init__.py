@@ -1,5 +1,34 @@
-"""divpred: Divide and Predict (Huang, Mortveit, Reidys, arXiv 2603.08649)."""
+"""divpred: Divide and Predict (Huang, Mortveit, Reidys, arXiv 2603.08649).
 
+The public API. Core names are imported eagerly; plotting, reports, experiments, the
+Divide-and-Predict estimators, baselines and the optional Dask/PyTorch backends are imported on
+first use (``divpred.plot_purification`` loads matplotlib only then; ``divpred.DaskPurifier``
+needs ``pip install 'divpred[dask]'``, ``divpred.TorchInfluenceModel`` ``'divpred[torch]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .data import (
+    PAPER_DISTRIBUTIONS,
+    PAPER_FILE_DISTRIBUTIONS,
+    Dataset,
+    SDData,
+    SDDistribution,
+    TabularEncoder,
+    flip_labels,
+    load_csv,
+    load_dataset,
+    load_digits_all,
+    load_digits_pair,
+    load_idx,
+    load_npz,
+    load_paper_emnist,
+    load_sd_csv,
+    make_sd,
+    random_sd_distribution,
+)
 from .influence import (
     InfluenceSummary,
     influence_matrix,
@@ -11,18 +40,77 @@ from .influence import (
 from .models import MultinomialLogit
 from .purify import Purifier
 from .scores import DELTA_METHODS, delta_scores
+from .stopping import STOP_RULES, choose_iteration
 
 __version__ = "0.1.0"
 
+# name -> module (relative to this package) that defines it, imported on first access
+_LAZY = {
+    "plot_purification": "plots",
+    "plot_sweep": "plots",
+    "plot_surface": "plots",
+    "write_html_report": "report",
+    "ReportSection": "report",
+    "figure3": "experiments",
+    "figure4": "experiments",
+    "figure5": "experiments",
+    "figure6": "experiments",
+    "figure7": "experiments",
+    "figure8": "experiments",
+    "partition": "partition",
+    "Partitioner": "partition",
+    "PartitionResult": "partition",
+    "PurifiedClassifier": "estimators",
+    "DivideAndPredictClassifier": "estimators",
+    "LatentClassEM": "baselines",
+    "MixtureOfExperts": "baselines",
+    "DaskPurifier": "backends",
+    "TorchInfluenceModel": "backends",
+    "purify_torch": "backends",
+}
+
 __all__ = [
     "DELTA_METHODS",
+    "PAPER_DISTRIBUTIONS",
+    "PAPER_FILE_DISTRIBUTIONS",
+    "STOP_RULES",
+    "Dataset",
     "InfluenceSummary",
     "MultinomialLogit",
     "Purifier",
+    "SDData",
+    "SDDistribution",
+    "TabularEncoder",
+    "choose_iteration",
     "delta_scores",
+    "flip_labels",
     "influence_matrix",
     "influence_moments",
     "influence_summary",
     "influence_variance",
+    "load_csv",
+    "load_dataset",
+    "load_digits_all",
+    "load_digits_pair",
+    "load_idx",
+    "load_npz",
+    "load_paper_emnist",
+    "load_sd_csv",
+    "make_sd",
+    "random_sd_distribution",
     "self_influence",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
