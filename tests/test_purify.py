@@ -239,3 +239,19 @@ def test_outputs_have_normal_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_vanishing_class_gives_a_consistent_model_and_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = 1 + (X[:, 0] > 0).astype(int)
+    y[:6] = 0  # a tiny third class that purification removes
+    ckpt = tmp_path / "c.npz"
+    pur = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
+    kept = pur.keep_mask_
+    assert not np.isin(0, y[kept])  # the class did vanish
+    refit = MultinomialLogit(alpha=1e-3).fit(X[kept], y[kept])
+    np.testing.assert_array_equal(pur.model_.classes_, refit.classes_)
+    np.testing.assert_array_equal(pur.model_.predict(X), refit.predict(X))
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
+    pd.testing.assert_frame_equal(resumed.history_, pur.history_)

@@ -48,14 +48,15 @@ class Purifier(BaseEstimator):
         Maximum number of removal iterations.
     min_size : int or None, default=None
         Never shrink the kept set below this many points (default: ``max(3 k, 10)``).
-    stop : {"none", "relative", "knee", "validation"}, default="none"
+    stop : {"none", "relative", "knee", "separable", "validation"}, default="none"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
         ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
         falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
-        iteration at which the model fits every kept training label; ``"validation"`` the peak of the accuracy on a
-        held-out stratified ``validation_fraction`` of the training data (or on
-        ``validation_set``), after ``patience`` iterations without improvement. With ``"none"`` the
-        loop runs ``max_iter`` iterations and ``best_iteration_`` is the last one.
+        iteration at which the model fits every kept training label; ``"validation"`` the
+        peak of the accuracy on a held-out stratified ``validation_fraction`` of the training
+        data (or on ``validation_set``), after ``patience`` iterations without improvement.
+        With ``"none"`` the loop runs ``max_iter`` iterations and ``best_iteration_`` is the
+        last one. Measured accuracy of each rule: ``docs/purification.md``.
     tol, knee_ratio, patience, validation_fraction : parameters of the rules above.
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
@@ -69,8 +70,8 @@ class Purifier(BaseEstimator):
     ----------
     history_ : pandas.DataFrame
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
-        ``train_loss``, ``train_accuracy``, ``method_used``, ``removed`` (indices removed at that iteration, a list),
-        plus ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
+        ``train_loss``, ``train_accuracy``, ``method_used``, ``removed`` (indices removed at
+        that iteration, a list), plus ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     best_iteration_ : int
@@ -181,7 +182,7 @@ class Purifier(BaseEstimator):
             keep = pool.copy()
             keep[order] = False
             model = clone(base)
-            _set_theta(model, thetas[-1], np.unique(y))
+            _set_theta(model, thetas[-1], np.unique(y[keep]))
             self.seconds_ = [float("nan")] * len(records)
 
         bar = _progress(self.progress, self.max_iter, len(records) - 1)
@@ -225,7 +226,9 @@ class Purifier(BaseEstimator):
         self.keep_mask_ = pool.copy()
         self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k]] = False
         self.model_ = clone(base)
-        _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y))
+        # A class can vanish during purification: the model of an iteration knows only the
+        # classes of the rows it was fitted on.
+        _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
         del self._pool
         return self
 
@@ -286,7 +289,8 @@ class Purifier(BaseEstimator):
             fingerprint=np.array(fingerprint),
             records=np.array(json.dumps(records, default=_io._json_default)),
             order=np.asarray(order, dtype=np.int64),
-            thetas=np.stack(thetas),
+            # one array per iteration: the number of classes may shrink along the way
+            **{f"theta_{t}": theta for t, theta in enumerate(thetas)},
         )
 
     def _load_checkpoint(self, fingerprint):
@@ -298,7 +302,7 @@ class Purifier(BaseEstimator):
                 saved = str(data["fingerprint"])
                 records = json.loads(str(data["records"]))
                 order = data["order"].tolist()
-                thetas = list(data["thetas"])
+                thetas = [data[f"theta_{t}"] for t in range(len(records))]
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
         if version != CHECKPOINT_VERSION or saved != fingerprint:

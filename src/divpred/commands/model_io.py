@@ -1,0 +1,278 @@
+"""``divpred fit`` and ``divpred predict``: train a block-wise classifier, save it, apply it.
+
+Model file format (version 1)
+-----------------------------
+One file, written atomically::
+
+    DIVPRED-MODEL\\n                 magic line
+    {"format_version": 1, ...}\\n   JSON header: divpred version, kind, label column, feature
+                                    names, classes, SHA-256 of the payload
+    <pickle payload>                {"estimator": ..., "encoder": TabularEncoder or None}
+
+:func:`load_model` refuses (ValueError) a file without the magic line, with a malformed header,
+another format version, another divpred version or a payload whose checksum does not match. The
+payload is a pickle: load only model files you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import _io
+
+MAGIC = b"DIVPRED-MODEL\n"
+FORMAT_VERSION = 1
+KINDS = ("purified", "dnp")
+_MAX_HEADER = 1 << 20
+
+
+# ----------------------------------------------------------------------------- parsers
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``fit`` and ``predict``; returns the ``fit`` parser."""
+    fit = subparsers.add_parser(
+        "fit",
+        help="train a purified or divide-and-predict classifier and save it",
+        description="Fit a classifier on DATA and save it to --model: 'purified' purifies the "
+        "data and fits a multinomial logit on the kept rows; 'dnp' partitions the data into "
+        "blocks, fits one expert per block and a router from x (falling back to the largest "
+        "block's expert when the router cannot beat chance).",
+    )
+    fit.add_argument("data", help="training data: CSV (with --label) or NPZ")
+    fit.add_argument("--label", metavar="COL", help="label column of a CSV file")
+    fit.add_argument("--model", required=True, metavar="FILE", help="model file to write")
+    fit.add_argument("--kind", choices=KINDS, default="purified")
+    fit.add_argument("--routing", choices=("hard", "soft"), default="hard",
+                     help="routing of --kind dnp")
+    fit.add_argument("--stop", choices=("knee", "relative", "validation", "none"),
+                     default="knee", help="stopping rule of --kind purified")
+    fit.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the models")
+    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--json", action="store_true", help="print one JSON object")
+    _quiet_flag(fit)
+    fit.set_defaults(run=run, _divpred_run=run, _model_io="fit")
+
+    pred = subparsers.add_parser(
+        "predict",
+        help="predict labels of a data file with a saved model",
+        description="Apply a model saved by 'divpred fit' to DATA (same columns; the label "
+        "column is optional and, when present, gives the accuracy). Writes a CSV with the row, "
+        "the prediction and one probability column per class to --out (stdout by default).",
+    )
+    pred.add_argument("data", help="CSV or NPZ data with the training features")
+    pred.add_argument("--model", required=True, metavar="FILE", help="model file from 'fit'")
+    pred.add_argument("--out", metavar="FILE", help="predictions CSV (default: stdout)")
+    pred.add_argument("--json", action="store_true", help="print a JSON summary")
+    _quiet_flag(pred)
+    pred.set_defaults(run=run, _divpred_run=run, _model_io="predict")
+    return fit
+
+
+def _quiet_flag(p) -> None:
+    # The dispatcher adds -q/--quiet only to the parser add_parser returns; add it to both.
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress or informational output")
+
+
+def run(args) -> int:
+    which = getattr(args, "_model_io", None)
+    if which == "fit":
+        return run_fit(args)
+    if which == "predict":
+        return run_predict(args)
+    raise ValueError("run() needs the arguments of 'divpred fit' or 'divpred predict'")
+
+
+# ----------------------------------------------------------------------------- model files
+def save_model(path, estimator, *, kind: str, encoder=None, label=None,
+               feature_names=None) -> dict:
+    """Write ``estimator`` (and the data encoder) to ``path`` atomically; returns the header."""
+    from .. import __version__
+
+    payload = pickle.dumps({"estimator": estimator, "encoder": encoder},
+                           protocol=pickle.HIGHEST_PROTOCOL)
+    header = {
+        "format": "divpred-model",
+        "format_version": FORMAT_VERSION,
+        "divpred_version": __version__,
+        "kind": kind,
+        "estimator": type(estimator).__name__,
+        "label": label,
+        "feature_names": None if feature_names is None else [str(f) for f in feature_names],
+        "n_features": int(estimator.n_features_in_),
+        "classes": [_jsonable(c) for c in estimator.classes_],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    with _io.atomic_open(path, "wb") as fh:
+        fh.write(MAGIC)
+        fh.write(json.dumps(header).encode("utf-8") + b"\n")
+        fh.write(payload)
+    return header
+
+
+def load_model(path) -> tuple[dict, dict]:
+    """Read a model file written by :func:`save_model`: (header, {"estimator", "encoder"})."""
+    from .. import __version__
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"model file not found: {p}")
+    with open(p, "rb") as fh:
+        if fh.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{p} is not a divpred model file (no {MAGIC.strip().decode()} "
+                             "header); create one with 'divpred fit'")
+        line = fh.readline(_MAX_HEADER)
+        payload = fh.read()
+    try:
+        header = json.loads(line.decode("utf-8"))
+        version = header["format_version"]
+        made_by = header["divpred_version"]
+        checksum = header["payload_sha256"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{p} has a damaged divpred model header") from None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{p} uses model format version {version!r}; this divpred reads "
+                         f"version {FORMAT_VERSION}. Refit the model with 'divpred fit'")
+    if made_by != __version__:
+        raise ValueError(f"{p} was made by divpred {made_by}; this is divpred {__version__}. "
+                         "Refit the model with this version ('divpred fit')")
+    if hashlib.sha256(payload).hexdigest() != checksum:
+        raise ValueError(f"{p} is damaged: its payload does not match the header checksum")
+    try:
+        content = pickle.loads(payload)  # noqa: S301 - checksummed file of a known format
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"cannot load the model in {p}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(content, dict) or "estimator" not in content:
+        raise ValueError(f"{p} does not contain a divpred model")
+    return header, content
+
+
+def _jsonable(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ----------------------------------------------------------------------------- fit
+def _make_estimator(args):
+    from ..estimators import DivideAndPredictClassifier, PurifiedClassifier
+    from ..models import MultinomialLogit
+    from ..partition import Partitioner
+    from ..purify import Purifier
+
+    model = MultinomialLogit(alpha=args.alpha)
+    if args.kind == "purified":
+        return PurifiedClassifier(
+            purifier=Purifier(model, k=10, max_iter=40, stop=args.stop),
+            random_state=args.random_state,
+        )
+    return DivideAndPredictClassifier(
+        expert=model, routing=args.routing, partitioner=Partitioner(model),
+        random_state=args.random_state,
+    )
+
+
+def run_fit(args) -> int:
+    import warnings
+
+    from ..data.loaders import load_dataset
+
+    quiet = getattr(args, "quiet", False)
+    data = load_dataset(args.data, label=args.label)
+    est = _make_estimator(args)
+    with warnings.catch_warnings():
+        if quiet or args.json:
+            warnings.simplefilter("ignore")
+        est.fit(data.X, data.y)
+    header = save_model(args.model, est, kind=args.kind, encoder=data.encoder,
+                        label=data.label, feature_names=data.feature_names)
+    summary = {
+        "model": str(args.model), "kind": args.kind, "n": int(data.X.shape[0]),
+        "n_features": int(data.X.shape[1]), "classes": header["classes"],
+        "train_accuracy": float(est.score(data.X, data.y)),
+    }
+    if args.kind == "purified":
+        summary.update(removed=int(est.n_removed_), fallback=est.fallback_,
+                       best_iteration=(None if est.purifier_ is None
+                                       else int(est.purifier_.best_iteration_)))
+    else:
+        summary.update(
+            n_blocks=int(est.n_blocks_), block_sizes=est.block_sizes_.tolist(),
+            residue=int(np.sum(est.blocks_ == -1)), routing_used=est.routing_used_,
+            router_accuracy=_finite(est.router_accuracy_), router_chance=est.router_chance_,
+            fallback=est.fallback_,
+        )
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    elif not quiet:
+        for key, value in summary.items():
+            print(f"{key:16s} {value}")
+    return 0
+
+
+def _finite(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+# ----------------------------------------------------------------------------- predict
+def _load_features(path, header, encoder):
+    """Features (and labels, if present) of a prediction file, encoded like the training data."""
+    from ..data.loaders import load_csv, load_dataset
+
+    label = header.get("label")
+    name = str(path).lower()
+    if encoder is not None:
+        if not (name.endswith(".csv") or name.endswith(".csv.gz")):
+            raise ValueError(f"the model was trained on a CSV table; {path} is not a CSV file")
+        try:
+            columns = pd.read_csv(path, nrows=0).columns
+        except (OSError, ValueError, pd.errors.EmptyDataError) as exc:
+            raise ValueError(f"could not read CSV file {path}: {exc}") from None
+        if label is not None and label in columns:
+            data = load_csv(path, label, encoder=encoder)
+            return data.X, data.y
+        frame = pd.read_csv(path)
+        if frame.shape[0] == 0:
+            raise ValueError(f"CSV file has a header but no data rows: {path}")
+        return encoder.transform(frame), None
+    data = load_dataset(path)
+    return data.X, data.y
+
+
+def run_predict(args) -> int:
+    header, content = load_model(args.model)
+    est = content["estimator"]
+    X, y = _load_features(args.data, header, content["encoder"])
+    if X.shape[1] != header["n_features"]:
+        raise ValueError(f"{args.data} has {X.shape[1]} feature columns after encoding; the "
+                         f"model expects {header['n_features']}")
+    proba = est.predict_proba(X)
+    pred = est.classes_[np.argmax(proba, axis=1)]
+    frame = pd.DataFrame({"row": np.arange(X.shape[0]), "prediction": pred})
+    for j, cls in enumerate(est.classes_):
+        frame[f"proba_{cls}"] = proba[:, j]
+    if y is not None:
+        frame.insert(1, "label", y)
+    accuracy = None if y is None else float(np.mean(pred == y))
+    if args.out:
+        _io.write_csv(args.out, frame)
+    elif not args.json:
+        frame.to_csv(sys.stdout, index=False)
+    summary = {"model": str(args.model), "kind": header["kind"], "n": int(X.shape[0]),
+               "accuracy": accuracy, "out": args.out}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    elif args.out and not getattr(args, "quiet", False):
+        acc = "" if accuracy is None else f"; accuracy {accuracy:.4f}"
+        print(f"{X.shape[0]} predictions written to {args.out}{acc}")
+    return 0

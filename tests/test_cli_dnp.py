@@ -1,0 +1,173 @@
+"""Command line: ``partition``, ``fit`` and ``predict`` (sub-parsers built directly)."""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from divpred.commands import model_io
+from divpred.commands import partition as partition_cmd
+
+LETTERS = np.array(list("RDBN"))
+
+
+def letters_table(n=240, n_second=60, seed=0, positions=4):
+    """SD-like words (uniform letters) labelled by two linear rules: rows n - n_second.. differ."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 4, size=(n, positions))
+    onehot = np.eye(4)[codes].reshape(n, -1)
+    w1 = rng.normal(size=onehot.shape[1])
+    w2 = -w1 + 0.3 * rng.normal(size=onehot.shape[1])
+    score = np.where(np.arange(n) < n - n_second, onehot @ w1, onehot @ w2)
+    label = np.where(score > np.median(score), "high", "low")
+    frame = pd.DataFrame({f"Q{i}": LETTERS[codes[:, i]] for i in range(positions)})
+    frame["cls"] = label
+    return frame
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="divpred")
+    sub = p.add_subparsers()
+    partition_cmd.add_parser(sub)
+    model_io.add_parser(sub)
+    return p
+
+
+def run(*argv):
+    args = parser().parse_args([str(a) for a in argv])
+    return args.run(args)
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "train.csv"
+    letters_table().to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------ partition
+def test_partition_writes_blocks_csv(table, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("partition", table, "--label", "cls", "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    blocks = pd.read_csv(out / "blocks.csv")
+    assert list(blocks.columns) == ["row", "label", "block"]
+    assert len(blocks) == 240 and blocks["row"].tolist() == list(range(240))
+    assert summary["n_blocks"] == blocks.loc[blocks.block >= 0, "block"].nunique() >= 1
+    assert summary["residue"] == int((blocks.block == -1).sum())
+    assert sum(b["size"] for b in summary["blocks"]) + summary["residue"] == 240
+    assert (out / "block_summary.csv").exists() and (out / "tests.csv").exists()
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_partition_table_output_and_quiet(table, tmp_path, capsys):
+    assert run("partition", table, "--label", "cls", "--out", tmp_path / "o") == 0
+    assert "block(s)" in capsys.readouterr().out
+    args = parser().parse_args(["partition", str(table), "--label", "cls", "--out",
+                                str(tmp_path / "q")])
+    args.quiet = True
+    assert args.run(args) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_partition_errors_are_value_errors(table, tmp_path):
+    with pytest.raises(ValueError, match="label"):
+        run("partition", table, "--out", tmp_path / "o")
+    with pytest.raises(ValueError, match="positive"):
+        run("partition", table, "--label", "cls", "--k", "0", "--out", tmp_path / "o")
+    with pytest.raises(ValueError):
+        run("partition", tmp_path / "missing.csv", "--label", "cls")
+
+
+# ------------------------------------------------------------------------------ fit/predict
+@pytest.mark.parametrize("kind", ["purified", "dnp"])
+def test_fit_then_predict_round_trip(table, tmp_path, capsys, kind):
+    model = tmp_path / f"{kind}.dpm"
+    assert run("fit", table, "--label", "cls", "--model", model, "--kind", kind, "--json") == 0
+    fitted = json.loads(capsys.readouterr().out)
+    assert fitted["kind"] == kind and fitted["classes"] == ["high", "low"]
+    assert model.read_bytes().startswith(model_io.MAGIC)
+    header, content = model_io.load_model(model)
+    assert header["label"] == "cls" and header["format_version"] == model_io.FORMAT_VERSION
+    assert content["encoder"].categories_["Q0"] == ["B", "D", "N", "R"]
+
+    out = tmp_path / "pred.csv"
+    assert run("predict", table, "--model", model, "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    pred = pd.read_csv(out)
+    assert list(pred.columns[:3]) == ["row", "label", "prediction"]
+    assert summary["accuracy"] == pytest.approx(np.mean(pred["label"] == pred["prediction"]))
+    assert summary["accuracy"] == pytest.approx(fitted["train_accuracy"])
+    np.testing.assert_allclose(pred[["proba_high", "proba_low"]].sum(axis=1), 1.0)
+
+
+def test_predict_without_label_column_to_stdout(table, tmp_path, capsys):
+    model = tmp_path / "m.dpm"
+    run("fit", table, "--label", "cls", "--model", model, "--json")
+    capsys.readouterr()
+    test = tmp_path / "test.csv"
+    # other column order, no label: the saved encoder gives the same one-hot columns
+    letters_table(30, 5, seed=1).drop(columns="cls")[["Q3", "Q1", "Q0", "Q2"]].to_csv(
+        test, index=False)
+    assert run("predict", test, "--model", model) == 0
+    pred = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert len(pred) == 30 and "label" not in pred.columns
+    assert set(pred["prediction"]) <= {"high", "low"}
+
+
+def test_predict_unknown_category_is_a_value_error(table, tmp_path, capsys):
+    model = tmp_path / "m.dpm"
+    run("fit", table, "--label", "cls", "--model", model, "-q")
+    frame = letters_table(10, 0, seed=2)
+    frame.loc[0, "Q1"] = "X"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="not seen at fit"):
+        run("predict", bad, "--model", model)
+
+
+def test_model_files_from_elsewhere_are_refused(table, tmp_path, capsys):
+    model = tmp_path / "m.dpm"
+    run("fit", table, "--label", "cls", "--model", model, "-q")
+    raw = model.read_bytes()
+    header_end = raw.index(b"\n", len(model_io.MAGIC))
+    header = json.loads(raw[len(model_io.MAGIC):header_end])
+
+    def write(name, hdr=None, payload=None):
+        path = tmp_path / name
+        body = raw[header_end + 1:] if payload is None else payload
+        path.write_bytes(model_io.MAGIC + json.dumps(hdr or header).encode() + b"\n" + body)
+        return path
+
+    with pytest.raises(ValueError, match="made by divpred 0.0.1"):
+        run("predict", table, "--model", write("old.dpm", {**header, "divpred_version": "0.0.1"}))
+    with pytest.raises(ValueError, match="format version"):
+        run("predict", table, "--model", write("v9.dpm", {**header, "format_version": 9}))
+    with pytest.raises(ValueError, match="damaged"):
+        run("predict", table, "--model", write("bad.dpm", payload=raw[header_end + 1:-10]))
+    with pytest.raises(ValueError, match="not a divpred model"):
+        run("predict", table, "--model", table)
+    junk = tmp_path / "junk.dpm"
+    junk.write_bytes(model_io.MAGIC + b"{not json\n")
+    with pytest.raises(ValueError, match="damaged"):
+        run("predict", table, "--model", junk)
+    with pytest.raises(ValueError, match="not found"):
+        run("predict", table, "--model", tmp_path / "none.dpm")
+
+
+def test_fit_rejects_bad_data(tmp_path):
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"a": ["x", "y", "x"], "cls": [1, 1, 1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="class"):
+        run("fit", path, "--label", "cls", "--model", tmp_path / "m.dpm", "-q")
+    assert not (tmp_path / "m.dpm").exists()
+
+
+def test_run_dispatch_and_registration():
+    p = parser()
+    args = p.parse_args(["predict", "x.csv", "--model", "m"])
+    assert args.run is model_io.run and args._model_io == "predict"
+    with pytest.raises(ValueError):
+        model_io.run(argparse.Namespace())
