@@ -71,7 +71,8 @@ class Purifier(BaseEstimator):
     history_ : pandas.DataFrame
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
         ``train_loss``, ``train_accuracy``, ``method_used``, ``removed`` (indices removed at
-        that iteration, a list), plus ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
+        that iteration, a list), plus ``eval_accuracy``, ``val_accuracy`` and
+        ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     best_iteration_ : int
