@@ -68,6 +68,8 @@ _LAZY = {
     "TorchInfluenceModel": "backends",
     "purify_torch": "backends",
 }
+# Resolvable by name, but not part of ``from divpred import *``: they need optional packages.
+_OPTIONAL = ("DaskPurifier", "TorchInfluenceModel", "purify_torch")
 
 __all__ = [
     "DELTA_METHODS",
@@ -99,7 +101,7 @@ __all__ = [
     "make_sd",
     "random_sd_distribution",
     "self_influence",
-    *_LAZY,
+    *(name for name in _LAZY if name not in _OPTIONAL),
 ]
 
 
@@ -113,4 +115,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_LAZY))
