@@ -63,7 +63,7 @@ from .._state import FittedState, variance_from_sums
 from .._validation import MIN_POINTS
 from ..influence import InfluenceSummary
 from ..models import _softmax as sm
-from ..models.multinomial import MultinomialLogit
+from ..models.multinomial import MultinomialLogit, _psd_solve
 
 __all__ = [
     "DaskPurifier",
@@ -805,15 +805,6 @@ def fit_multinomial(
     model.objective_ = float(f)
     model.train_loss_ = float(loss)
     return model
-
-
-def _psd_solve(H, b):
-    try:
-        return linalg.cho_solve(linalg.cho_factor(H, lower=True, check_finite=False), b)
-    except linalg.LinAlgError:
-        jitter = 1e-10 * max(np.trace(H) / H.shape[0], 1.0)
-        H = H + jitter * np.eye(H.shape[0])
-        return linalg.cho_solve(linalg.cho_factor(H, lower=True, check_finite=False), b)
 
 
 def _subsample_theta(data: _Data, alpha, tol, m, rows):
