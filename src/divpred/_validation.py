@@ -6,6 +6,8 @@ these into a one-line error and exit code 2.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 
 MIN_POINTS = 3  # V[X] needs at least two distinct pairs of distinct points
@@ -64,6 +66,12 @@ def check_X_y(X, y, *, min_points: int = MIN_POINTS, min_classes: int = 2):
             f"y has {n_classes} class; a classifier needs at least {min_classes} classes"
         )
     return X, y
+
+
+def check_positive_int(value, name: str) -> None:
+    """Raise ValueError unless ``value`` is an integer >= 1 (``True``/``False`` are not)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
 def check_weights(sample_weight, n: int) -> np.ndarray | None:

@@ -30,6 +30,8 @@ from numbers import Integral, Real
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._validation import check_positive_int
+
 __all__ = ["LatentClassEM", "MixtureOfExperts"]
 
 
@@ -64,8 +66,7 @@ def _rng(random_state) -> np.random.Generator:
 def _check_positive_int(value, name, allow_none=False):
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    check_positive_int(value, name)
 
 
 def _check_nonneg_real(value, name):

@@ -66,7 +66,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import _io
-from ._validation import check_X_y
+from ._validation import check_positive_int, check_X_y
 from .influence import influence_variance
 from .models import MultinomialLogit
 from .purify import Purifier
@@ -317,9 +317,7 @@ class Partitioner(BaseEstimator):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"{name} must be a bool; got {getattr(self, name)!r}")
         for name in ("k", "n_resamples", "patience", "max_blocks"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+            check_positive_int(getattr(self, name), name)
         if self.min_block_size is not None and (
             isinstance(self.min_block_size, bool)
             or not isinstance(self.min_block_size, Integral)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import time
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from . import _io
-from ._validation import check_features, check_labels, check_X_y
+from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .influence import influence_variance
 from .models import MultinomialLogit
 from .scores import DELTA_METHODS, delta_scores
@@ -121,9 +120,7 @@ class Purifier(BaseEstimator):
         if self.stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}; got {self.stop!r}")
         for name in ("k", "max_iter"):
-            v = getattr(self, name)
-            if not isinstance(v, Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+            check_positive_int(getattr(self, name), name)
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
 

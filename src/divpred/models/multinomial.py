@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from scipy import linalg, optimize
@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from .._validation import check_features, check_weights, check_X_y
+from .._validation import check_features, check_positive_int, check_weights, check_X_y
 from . import _softmax as sm
 
 _SOLVERS = ("newton", "lbfgs", "adam")
@@ -119,9 +119,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             if not isinstance(value, Real) or not value > 0:
                 raise ValueError(f"{name} must be > 0; got {value!r}")
         for name in ("max_iter", "batch_size", "max_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            check_positive_int(getattr(self, name), name)
 
     def fit(self, X, y, sample_weight=None) -> MultinomialLogit:
         """Fit the model.
