@@ -287,30 +287,23 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     sections = ([args.section] if args.section != "all"
                 else ["agreement", "speed", "curves", "study", "stopping"])
+    runs = {
+        "agreement": [(lambda: agreement(args.data), "agreement",
+                       "fast vs exact: Spearman and top-10 overlap"),
+                      (refit_agreement, "refit_agreement",
+                       "refit vs exact on well-conditioned data")],
+        "speed": [(lambda: speed(args.data), "speed",
+                   "seconds per scoring pass (one iteration), side by side")],
+        "curves": [(lambda: curves(args.data, args.methods), "curves",
+                    "purification curves (k=10, 40 iterations, alpha=1e-4)")],
+        "study": [(lambda: study(args.data), "study", "alpha x damping study (method=fast)")],
+        "stopping": [(lambda: stopping(args.data), "stopping", "label-free stopping rules")],
+    }
     for section in sections:
-        if section == "agreement":
-            table = agreement(args.data)
-            print_table(table, "fast vs exact: Spearman and top-10 overlap")
-            write_csv(RESULTS / "agreement.csv", table)
-            table = refit_agreement()
-            print_table(table, "refit vs exact on well-conditioned data")
-            write_csv(RESULTS / "refit_agreement.csv", table)
-        elif section == "speed":
-            table = speed(args.data)
-            print_table(table, "seconds per scoring pass (one iteration), side by side")
-            write_csv(RESULTS / "speed.csv", table)
-        elif section == "curves":
-            table = curves(args.data, args.methods)
-            print_table(table, "purification curves (k=10, 40 iterations, alpha=1e-4)")
-            write_csv(RESULTS / "curves.csv", table)
-        elif section == "study":
-            table = study(args.data)
-            print_table(table, "alpha x damping study (method=fast)")
-            write_csv(RESULTS / "study.csv", table)
-        elif section == "stopping":
-            table = stopping(args.data)
-            print_table(table, "label-free stopping rules")
-            write_csv(RESULTS / "stopping.csv", table)
+        for make_table, name, title in runs[section]:
+            table = make_table()
+            print_table(table, title)
+            write_csv(RESULTS / f"{name}.csv", table)
     return 0
 
 
