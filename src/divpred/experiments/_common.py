@@ -1,11 +1,14 @@
-"""Shared pieces of the figure experiments: default model, seeds, BLAS threads, data folders."""
+"""Shared pieces of the figure experiments: default model, seeds, BLAS threads, data folders,
+the arguments and result entries every figure function shares."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,3 +142,97 @@ def result(figure: str, table: pd.DataFrame, **fields) -> dict:
     out = {"figure": figure, "table": table}
     out.update(fields)
     return out
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The keyword arguments all figure functions share, checked, and the clock of the call.
+
+    Attributes
+    ----------
+    data_dir : Path or None
+        The checked ``data_dir``.
+    quick : bool
+        As given (only its truth value is used).
+    model : estimator or None
+        As given; see :func:`make_model`.
+    seed : int
+        The checked ``random_state``.
+    progress : bool
+        Whether to show a tqdm bar.
+    timer : Timer
+        Started before the checks, so ``seconds`` covers the whole call.
+    """
+
+    data_dir: Path | None
+    quick: bool
+    model: Any
+    seed: int
+    progress: bool
+    timer: Timer
+
+
+def start_run(*, data_dir, quick: bool, model, random_state, progress: bool) -> RunContext:
+    """Start the clock and check the arguments every figure function takes.
+
+    Parameters
+    ----------
+    data_dir, quick, model, random_state, progress
+        The figure function's keyword arguments of these names.
+
+    Returns
+    -------
+    RunContext
+
+    Raises
+    ------
+    ValueError
+        From :func:`check_seed`, then from :func:`check_data_dir` (a bad seed is reported first).
+    """
+    timer = Timer()
+    seed = check_seed(random_state)
+    return RunContext(
+        data_dir=check_data_dir(data_dir),
+        quick=quick,
+        model=model,
+        seed=seed,
+        progress=progress,
+        timer=timer,
+    )
+
+
+def run_result(
+    figure: str, table: pd.DataFrame, run: RunContext, *, settings: dict, **fields
+) -> dict:
+    """:func:`result` with the settings all figures record and the wall time of ``run``.
+
+    Parameters
+    ----------
+    figure : str
+        ``"fig3"`` ... ``"fig8"``.
+    table : pandas.DataFrame
+        The figure's table.
+    run : RunContext
+        From :func:`start_run` at the top of the figure function.
+    settings : dict
+        The figure's own parameters; ``model``, ``random_state`` and ``quick`` are appended.
+    **fields
+        The figure's other entries, in the order they should appear before ``settings``.
+
+    Returns
+    -------
+    dict
+        ``figure, table, *fields, settings, seconds``.
+    """
+    return result(
+        figure,
+        table,
+        **fields,
+        settings={
+            **settings,
+            "model": model_settings(run.model),
+            "random_state": run.seed,
+            "quick": bool(run.quick),
+        },
+        seconds=run.timer.seconds,
+    )

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from .._validation import check_positive_int
 from ..data import (
     PAPER_FILE_DISTRIBUTIONS,
     PAPER_SD_FILES,
@@ -27,14 +28,12 @@ from ..scores import DELTA_METHODS
 from ..stopping import choose_iteration
 from ._common import (
     PURIFICATION_COLUMNS,
-    Timer,
-    check_data_dir,
-    check_seed,
+    RunContext,
     make_model,
-    model_settings,
     require_files,
-    result,
+    run_result,
     single_threaded_blas,
+    start_run,
     sub_seed,
 )
 
@@ -42,6 +41,12 @@ __all__ = ["figure4", "figure6", "figure8", "purification_table"]
 
 MAX_REMOVED_FRACTION = 2.0 / 3.0
 """Purification never removes more than this share of the training set (a class may vanish)."""
+
+_SD_TRAIN_FILES = {
+    "fig6": "synthetic_train_mix_2spec.csv",
+    "fig8": "synthetic_train_mix_3spec.csv",
+}
+"""The paper's training file of each SD purification figure."""
 
 
 def purification_table(history: pd.DataFrame) -> pd.DataFrame:
@@ -63,6 +68,7 @@ def purification_table(history: pd.DataFrame) -> pd.DataFrame:
 
 def _run(
     figure,
+    run: RunContext,
     *,
     X,
     y,
@@ -71,31 +77,25 @@ def _run(
     y_test,
     reference_accuracy,
     data,
-    model,
     method,
     k,
     max_iter,
-    seed,
-    progress,
-    quick,
     contamination_estimated=False,
-    timer,
 ):
     if method not in DELTA_METHODS:
         raise ValueError(f"method must be one of {DELTA_METHODS}; got {method!r}")
-    for name, v in (("k", k), ("max_iter", max_iter)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    check_positive_int(k, "k")
+    check_positive_int(max_iter, "max_iter")
     cap = max(1, int(MAX_REMOVED_FRACTION * X.shape[0]) // int(k))
     n_iter = min(int(max_iter), cap)
     purifier = Purifier(
-        make_model(model, sub_seed(seed, 100)),
+        make_model(run.model, sub_seed(run.seed, 100)),
         method=method,
         k=int(k),
         max_iter=n_iter,
         stop="none",
-        random_state=seed,
-        progress=progress,
+        random_state=run.seed,
+        progress=run.progress,
     )
     with single_threaded_blas():
         while True:
@@ -113,9 +113,10 @@ def _run(
     acc = table["TestAcc"].to_numpy()
     best = int(np.argmax(acc))
     knee = choose_iteration(history, "knee")
-    return result(
+    return run_result(
         figure,
         table,
+        run,
         history=history,
         reference_accuracy=float(reference_accuracy),
         best_iteration=best,
@@ -131,11 +132,7 @@ def _run(
             "max_iter": n_iter,
             "n_train": int(X.shape[0]),
             "n_test": int(X_test.shape[0]),
-            "model": model_settings(model),
-            "random_state": seed,
-            "quick": bool(quick),
         },
-        seconds=timer.seconds,
     )
 
 
@@ -175,13 +172,14 @@ def figure4(
         rule), ``k``, ``contaminants_total``, ``contamination_estimated``, ``methods_used``,
         ``data``, ``settings``, ``seconds``.
     """
-    timer = Timer()
-    seed = check_seed(random_state)
-    data_dir = check_data_dir(data_dir)
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
+    )
+    seed = run.seed
     max_iter = (30 if quick else 40) if max_iter is None else max_iter
-    if data_dir is not None:
+    if run.data_dir is not None:
         train_path, test_path = require_files(
-            data_dir, ["Image_train_30error.npz", "Image_test.npz"], "fig4"
+            run.data_dir, ["Image_train_30error.npz", "Image_test.npz"], "fig4"
         )
         train, test = load_paper_emnist(train_path), load_paper_emnist(test_path)
         X, y, X_test, y_test = train.X, train.y, test.X, test.y
@@ -222,6 +220,7 @@ def figure4(
         k = 5 if k is None else k
     return _run(
         "fig4",
+        run,
         X=X,
         y=y,
         contamination=contamination,
@@ -229,42 +228,23 @@ def figure4(
         y_test=y_test,
         reference_accuracy=reference,
         data=data,
-        model=model,
         method=method,
         k=k,
         max_iter=max_iter,
-        seed=seed,
-        progress=progress,
-        quick=quick,
         contamination_estimated=estimated,
-        timer=timer,
     )
 
 
 # ----------------------------------------------------------------------------- Figures 6, 8
-def _sd_purification(
-    figure,
-    *,
-    train_file,
-    sizes,
-    data_dir,
-    quick,
-    n_test,
-    model,
-    method,
-    k,
-    max_iter,
-    random_state,
-    progress,
-):
-    timer = Timer()
-    seed = check_seed(random_state)
-    data_dir = check_data_dir(data_dir)
-    max_iter = (30 if quick else 40) if max_iter is None else max_iter
+def _sd_purification(figure: str, run: RunContext, sizes, n_test, *, method, k, max_iter) -> dict:
+    """Figure 6 or 8 from the arguments of :func:`figure6`; the training file by ``figure``."""
+    seed = run.seed
+    max_iter = (30 if run.quick else 40) if max_iter is None else max_iter
     k = 10 if k is None else k
-    if data_dir is not None:
+    if run.data_dir is not None:
+        train_file = _SD_TRAIN_FILES[figure]
         files = [train_file, "synthetic_test_dis1.csv", "synthetic_train_pure.csv"]
-        train_path, test_path, pure_path = require_files(data_dir, files, figure)
+        train_path, test_path, pure_path = require_files(run.data_dir, files, figure)
         blocks = PAPER_SD_FILES[train_file]
         source = np.repeat(np.arange(len(blocks)), [n for _, n in blocks])
         train = load_sd_csv(train_path, source=source)
@@ -285,9 +265,11 @@ def _sd_purification(
             f"distributions), test and reference sets of {n_test} rows of distribution 1"
         )
     with single_threaded_blas():
-        reference = make_model(model, sub_seed(seed, 63)).fit(pure.X, pure.y).score(test.X, test.y)
+        ref_model = make_model(run.model, sub_seed(seed, 63))
+        reference = ref_model.fit(pure.X, pure.y).score(test.X, test.y)
     return _run(
         figure,
+        run,
         X=train.X,
         y=train.y,
         contamination=train.source > 0,
@@ -295,14 +277,9 @@ def _sd_purification(
         y_test=test.y,
         reference_accuracy=reference,
         data=data,
-        model=model,
         method=method,
         k=k,
         max_iter=max_iter,
-        seed=seed,
-        progress=progress,
-        quick=quick,
-        timer=timer,
     )
 
 
@@ -328,20 +305,10 @@ def figure6(
     ``k = 10`` points per iteration, 40 iterations (quick: 30). Returns the same dict as
     :func:`figure4` (contaminants = the rows of distribution 2).
     """
-    return _sd_purification(
-        "fig6",
-        train_file="synthetic_train_mix_2spec.csv",
-        sizes=sizes,
-        data_dir=data_dir,
-        quick=quick,
-        n_test=n_test,
-        model=model,
-        method=method,
-        k=k,
-        max_iter=max_iter,
-        random_state=random_state,
-        progress=progress,
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
     )
+    return _sd_purification("fig6", run, sizes, n_test, method=method, k=k, max_iter=max_iter)
 
 
 def figure8(
@@ -362,17 +329,7 @@ def figure8(
     As :func:`figure6`, with ``synthetic_train_mix_3spec.csv``; contaminants are the rows of
     distributions 2 and 3.
     """
-    return _sd_purification(
-        "fig8",
-        train_file="synthetic_train_mix_3spec.csv",
-        sizes=sizes,
-        data_dir=data_dir,
-        quick=quick,
-        n_test=n_test,
-        model=model,
-        method=method,
-        k=k,
-        max_iter=max_iter,
-        random_state=random_state,
-        progress=progress,
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
     )
+    return _sd_purification("fig8", run, sizes, n_test, method=method, k=k, max_iter=max_iter)

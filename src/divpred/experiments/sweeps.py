@@ -10,12 +10,15 @@ the replications; ``p`` is the paper's "potential" V[X]).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .._validation import check_positive_int
 from ..data import PAPER_FILE_DISTRIBUTIONS, PAPER_SD_FILES, load_digits_all, load_idx, load_sd_csv
 from ..data import flip_labels as _flip_labels
 from ..data import make_sd as _make_sd
@@ -23,16 +26,14 @@ from ..influence import influence_variance
 from ._common import (
     SURFACE_COLUMNS,
     SWEEP_COLUMNS,
-    Timer,
+    RunContext,
     aggregate_replicates,
-    check_data_dir,
-    check_seed,
     make_model,
-    model_settings,
     progress_bar,
     require_files,
-    result,
+    run_result,
     single_threaded_blas,
+    start_run,
     sub_seed,
 )
 
@@ -47,6 +48,37 @@ QUICK_RATES = (0.0, 0.1, 0.2, 0.3)
 def _fit_point(model, seed, X_train, y_train, X_test, y_test) -> tuple[float, float]:
     est = make_model(model, seed).fit(X_train, y_train)
     return float(est.score(X_test, y_test)), float(influence_variance(est, X_train, y_train))
+
+
+def _tabulate(figure: str, run: RunContext, rows: Iterator[dict], total: int) -> pd.DataFrame:
+    """The replicates of a sweep, one row per fit, with a progress bar of ``total`` fits.
+
+    Parameters
+    ----------
+    figure : str
+        Label of the progress bar.
+    run : RunContext
+        Says whether to show the bar.
+    rows : iterator of dict
+        A generator that fits one replicate per row it yields. It must be lazy: the fits have
+        to run here, inside the single-threaded BLAS block.
+    total : int
+        How many rows ``rows`` yields.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    out = []
+    bar = progress_bar(run.progress, total, figure)
+    with single_threaded_blas():
+        for row in rows:
+            out.append(row)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return pd.DataFrame(out)
 
 
 # ----------------------------------------------------------------------------- Figure 3
@@ -99,23 +131,22 @@ def figure3(
         ``table`` (columns ``a, E_acc, std_acc, E_p, std_p`` with ``a`` the rate),
         ``replicates`` (one row per fit), ``data``, ``settings``, ``seconds``.
     """
-    timer = Timer()
-    seed = check_seed(random_state)
-    data_dir = check_data_dir(data_dir)
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
+    )
+    seed = run.seed
     rates = tuple(QUICK_RATES if quick else PAPER_RATES) if rates is None else tuple(rates)
     if not rates or any(not 0.0 <= float(r) <= 1.0 for r in rates):
         raise ValueError(f"rates must be a non-empty sequence in [0, 1]; got {rates!r}")
     n_reps = _check_reps(n_reps, quick)
-    images = _find_digit_images(data_dir) if data_dir is not None else None
+    images = _find_digit_images(run.data_dir) if run.data_dir is not None else None
     if images is not None:
         n_per_class = (100 if quick else 1000) if n_per_class is None else int(n_per_class)
         draw, description = _image_sampler(images, n_per_class, image_pool)
     else:
         draw, description = _digits_sampler()
 
-    rows = []
-    bar = progress_bar(progress, len(rates) * n_reps, "fig3")
-    with single_threaded_blas():
+    def fits() -> Iterator[dict]:
         for j in range(n_reps):
             X_tr, y_tr, X_te, y_te = draw(sub_seed(seed, 3, j))
             for i, r in enumerate(rates):
@@ -123,34 +154,24 @@ def figure3(
                     y_tr, float(r), classes=np.unique(y_tr), random_state=sub_seed(seed, 3, j, i)
                 )
                 acc, var = _fit_point(model, sub_seed(seed, 30, j, i), X_tr, y_noisy, X_te, y_te)
-                rows.append({"a": float(r), "rep": j, "accuracy": acc, "variance": var})
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
-    raw = pd.DataFrame(rows)
+                yield {"a": float(r), "rep": j, "accuracy": acc, "variance": var}
+
+    raw = _tabulate("fig3", run, fits(), len(rates) * n_reps)
     table = aggregate_replicates(raw, ["a"])[list(SWEEP_COLUMNS)]
-    return result(
+    return run_result(
         "fig3",
         table,
+        run,
         replicates=raw,
         data=description,
-        settings={
-            "rates": list(rates),
-            "n_reps": n_reps,
-            "model": model_settings(model),
-            "random_state": seed,
-            "quick": bool(quick),
-        },
-        seconds=timer.seconds,
+        settings={"rates": list(rates), "n_reps": n_reps},
     )
 
 
 def _check_reps(n_reps, quick) -> int:
     if n_reps is None:
         return 2 if quick else 5
-    if isinstance(n_reps, bool) or not isinstance(n_reps, int | np.integer) or n_reps < 1:
-        raise ValueError(f"n_reps must be a positive integer; got {n_reps!r}")
+    check_positive_int(n_reps, "n_reps")
     return int(n_reps)
 
 
@@ -171,8 +192,7 @@ def _digits_sampler():
 
 def _image_sampler(images, n_per_class, pool):
     (X_tr_all, y_tr_all, X_te_all, y_te_all), name = images
-    if isinstance(pool, bool) or not isinstance(pool, int | np.integer) or pool < 1:
-        raise ValueError(f"image_pool must be a positive integer; got {pool!r}")
+    check_positive_int(pool, "image_pool")
     X_tr_all = _pool_images(X_tr_all, pool)
     X_te_all = _pool_images(X_te_all, pool)
     side = int(round(np.sqrt(X_tr_all.shape[1])))
@@ -310,12 +330,88 @@ def _split_fit(model, X, y, test_size, seed) -> tuple[float, float]:
 
 
 def _check_grid(total, step, name="step") -> tuple[int, int]:
-    for label, v in (("total", total), (name, step)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{label} must be a positive integer; got {v!r}")
+    check_positive_int(total, "total")
+    check_positive_int(step, name)
     if step > total:
         raise ValueError(f"{name}={step} is larger than total={total}")
     return int(total), int(step)
+
+
+class _Composition(NamedTuple):
+    """What tells Figure 5 from Figure 7: the sweep over the block sizes of one paper file."""
+
+    file_name: str
+    """The paper's file of 1000 rows per distribution."""
+    coords: tuple[str, ...]
+    """Names of the swept sizes of blocks 2, 3, ...; block 1 takes the rest of ``total``."""
+    columns: tuple[str, ...]
+    """The paper's table columns."""
+    seed_tag: int
+    """Keeps the figures' seed streams apart."""
+    step: int
+    """Default ``step``: the paper's."""
+    quick_step: int
+    """Default ``step`` with ``quick``."""
+
+
+_COMPOSITIONS = {
+    "fig5": _Composition("synthetic_mix12.csv", ("a",), SWEEP_COLUMNS, 5, 20, 60),
+    "fig7": _Composition("synthetic_mix123.csv", ("a", "b"), SURFACE_COLUMNS, 7, 50, 100),
+}
+
+
+def _composition_grid(total: int, step: int, n_coords: int) -> list[tuple[int, ...]]:
+    """All tuples of ``n_coords`` multiples of ``step`` summing to at most ``total``, sorted."""
+    if n_coords == 0:
+        return [()]
+    return [
+        (a, *rest)
+        for a in range(0, total + 1, step)
+        for rest in _composition_grid(total - a, step, n_coords - 1)
+    ]
+
+
+def _composition_sweep(
+    figure: str, run: RunContext, *, total, step, n_reps, test_size: float
+) -> dict:
+    """Figure 5 or 7 (chosen by ``figure``) from the arguments of :func:`figure5`.
+
+    Returns
+    -------
+    dict
+        As documented in :func:`figure5`, with ``b`` in the table for Figure 7.
+    """
+    spec = _COMPOSITIONS[figure]
+    if step is None:
+        step = spec.quick_step if run.quick else spec.step
+    total, step = _check_grid(total, step)
+    n_reps = _check_reps(n_reps, run.quick)
+    draw, description = _sd_pool_sampler(run.data_dir, spec.file_name, len(spec.coords) + 1, figure)
+    grid = _composition_grid(total, step, len(spec.coords))
+
+    def fits() -> Iterator[dict]:
+        for point in grid:
+            for j in range(n_reps):
+                s = sub_seed(run.seed, spec.seed_tag, *point, j)
+                X, y = draw((total - sum(point), *point), s)
+                acc, var = _split_fit(run.model, X, y, test_size, s)
+                yield {
+                    **dict(zip(spec.coords, point, strict=True)),
+                    "rep": j,
+                    "accuracy": acc,
+                    "variance": var,
+                }
+
+    raw = _tabulate(figure, run, fits(), len(grid) * n_reps)
+    table = aggregate_replicates(raw, list(spec.coords))[list(spec.columns)]
+    return run_result(
+        figure,
+        table,
+        run,
+        replicates=raw,
+        data=description,
+        settings={"total": total, "step": step, "n_reps": n_reps, "test_size": test_size},
+    )
 
 
 # ----------------------------------------------------------------------------- Figure 5
@@ -353,43 +449,11 @@ def figure5(
         ``table`` (``a, E_acc, std_acc, E_p, std_p``), ``replicates``, ``data``, ``settings``,
         ``seconds``.
     """
-    timer = Timer()
-    seed = check_seed(random_state)
-    data_dir = check_data_dir(data_dir)
-    total, step = _check_grid(total, (60 if quick else 20) if step is None else step)
-    n_reps = _check_reps(n_reps, quick)
-    draw, description = _sd_pool_sampler(data_dir, "synthetic_mix12.csv", 2, "fig5")
-    grid = list(range(0, total + 1, step))
-    rows = []
-    bar = progress_bar(progress, len(grid) * n_reps, "fig5")
-    with single_threaded_blas():
-        for a in grid:
-            for j in range(n_reps):
-                s = sub_seed(seed, 5, a, j)
-                X, y = draw((total - a, a), s)
-                acc, var = _split_fit(model, X, y, test_size, s)
-                rows.append({"a": a, "rep": j, "accuracy": acc, "variance": var})
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
-    raw = pd.DataFrame(rows)
-    table = aggregate_replicates(raw, ["a"])[list(SWEEP_COLUMNS)]
-    return result(
-        "fig5",
-        table,
-        replicates=raw,
-        data=description,
-        settings={
-            "total": total,
-            "step": step,
-            "n_reps": n_reps,
-            "test_size": test_size,
-            "model": model_settings(model),
-            "random_state": seed,
-            "quick": bool(quick),
-        },
-        seconds=timer.seconds,
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
+    )
+    return _composition_sweep(
+        "fig5", run, total=total, step=step, n_reps=n_reps, test_size=test_size
     )
 
 
@@ -424,41 +488,9 @@ def figure7(
         ``table`` (``a, b, E_acc, std_acc, E_p, std_p``), ``replicates``, ``data``,
         ``settings``, ``seconds``.
     """
-    timer = Timer()
-    seed = check_seed(random_state)
-    data_dir = check_data_dir(data_dir)
-    total, step = _check_grid(total, (100 if quick else 50) if step is None else step)
-    n_reps = _check_reps(n_reps, quick)
-    draw, description = _sd_pool_sampler(data_dir, "synthetic_mix123.csv", 3, "fig7")
-    grid = [(a, b) for a in range(0, total + 1, step) for b in range(0, total - a + 1, step)]
-    rows = []
-    bar = progress_bar(progress, len(grid) * n_reps, "fig7")
-    with single_threaded_blas():
-        for a, b in grid:
-            for j in range(n_reps):
-                s = sub_seed(seed, 7, a, b, j)
-                X, y = draw((total - a - b, a, b), s)
-                acc, var = _split_fit(model, X, y, test_size, s)
-                rows.append({"a": a, "b": b, "rep": j, "accuracy": acc, "variance": var})
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
-    raw = pd.DataFrame(rows)
-    table = aggregate_replicates(raw, ["a", "b"])[list(SURFACE_COLUMNS)]
-    return result(
-        "fig7",
-        table,
-        replicates=raw,
-        data=description,
-        settings={
-            "total": total,
-            "step": step,
-            "n_reps": n_reps,
-            "test_size": test_size,
-            "model": model_settings(model),
-            "random_state": seed,
-            "quick": bool(quick),
-        },
-        seconds=timer.seconds,
+    run = start_run(
+        data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
+    )
+    return _composition_sweep(
+        "fig7", run, total=total, step=step, n_reps=n_reps, test_size=test_size
     )
