@@ -160,3 +160,32 @@ def test_cholesky_of_paper_style_singular_hessian_needs_damping():
     assert np.linalg.matrix_rank(H) < H.shape[0]
     with pytest.raises(linalg.LinAlgError):
         linalg.cholesky(H + 0.0, lower=True)
+
+
+@pytest.mark.parametrize("C", [2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dual_newton_direction_equals_primal_solve(C, weighted):
+    """Fewer points than parameters: the n (C-1) dual system gives the primal Newton step."""
+    from divpred.models import _softmax as sm
+
+    X, y = make_classification(15, 30, C, seed=10)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    Xa = sm.augment(X)
+    Q = sm.contrast_basis(C)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, size=15) if weighted else None
+    grad = np.random.default_rng(1).normal(size=(C - 1) * Xa.shape[1])
+    primal = model._newton_direction(Xa, model.theta_, Q, w, grad, None)
+    dual = model._newton_direction(Xa, model.theta_, Q, w, grad, Xa @ Xa.T)
+    H = sm.data_hessian(Xa, model.theta_, Q, weights=w) / 15 + 1e-2 * np.eye(grad.size)
+    np.testing.assert_allclose(H @ dual, grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dual, primal, rtol=1e-8, atol=1e-12)
+
+
+def test_newton_with_fewer_points_than_parameters_matches_lbfgs():
+    X, y = make_classification(40, 100, 2, seed=11)
+    newton = MultinomialLogit(alpha=1e-2).fit(X, y)
+    lbfgs = MultinomialLogit(alpha=1e-2, solver="lbfgs").fit(X, y)
+    assert newton.converged_
+    np.testing.assert_allclose(newton.theta_, lbfgs.theta_, atol=1e-6)
+    G = newton.per_point_gradients(X, y, reduced=False)
+    assert np.abs(G.mean(0) + 1e-2 * newton.theta_.ravel()).max() < 1e-9

@@ -37,6 +37,11 @@ def test_history_and_first_removal_match_delta_scores():
     assert list(h["size"]) == [160, 155, 150, 145, 140]
     full = MultinomialLogit(alpha=1e-3).fit(X, y)
     assert h["variance"][0] == pytest.approx(influence_variance(full, X, y), rel=1e-10)
+    # later rows: V of the refit on the kept rows (the record's state is reused for scoring)
+    last = MultinomialLogit(alpha=1e-3).fit(X[pur.keep_mask_], y[pur.keep_mask_])
+    assert h["variance"].iloc[-1] == pytest.approx(
+        influence_variance(last, X[pur.keep_mask_], y[pur.keep_mask_]), rel=1e-6
+    )
     expected_top = np.argsort(-delta_scores(full, X, y, "exact"), kind="stable")[:5]
     assert h["removed"][1] == expected_top.tolist()
     assert pur.removal_order_[:5].tolist() == expected_top.tolist()
@@ -74,15 +79,19 @@ def _interrupting(monkeypatch, after):
     import divpred.purify as purify_module
 
     calls = {"n": 0}
-    real = purify_module.delta_scores
 
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > after:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def flaky(real):
+        def scoring(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > after:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(purify_module, "delta_scores", flaky)
+        return scoring
+
+    # the first scoring after a (re)start builds its own state, later ones reuse the record's
+    for name in ("delta_scores", "scores_from_state"):
+        monkeypatch.setattr(purify_module, name, flaky(getattr(purify_module, name)))
 
 
 def test_resume_after_interruption_gives_identical_history(tmp_path, monkeypatch):
@@ -190,7 +199,8 @@ def test_knee_stop_ends_the_loop_early():
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"method": "x"}, "method"), ({"stop": "x"}, "stop"), ({"k": 0}, "k must"),
-     ({"validation_fraction": 1.5}, "validation_fraction")],
+     ({"validation_fraction": 1.5}, "validation_fraction"),
+     ({"agreement_threshold": 1.0}, "agreement_threshold")],
 )
 def test_bad_parameters(kwargs, match):
     X, y = make_classification(30, 2, 2, seed=0)
@@ -255,3 +265,44 @@ def test_a_vanishing_class_gives_a_consistent_model_and_checkpoint(tmp_path):
     np.testing.assert_array_equal(pur.model_.predict(X), refit.predict(X))
     resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
     pd.testing.assert_frame_equal(resumed.history_, pur.history_)
+
+
+def label_noise_data(seed, n=200, n_flipped=30):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = (X @ np.array([1.5, -1.0, 0.5, 0.0]) > 0).astype(int)
+    flipped = rng.choice(n, n_flipped, replace=False)
+    y[flipped] = 1 - y[flipped]
+    noisy = np.zeros(n, bool)
+    noisy[flipped] = True
+    return X, y, noisy
+
+
+def test_agreement_rule_on_known_curve():
+    from divpred.stopping import agreement_rule
+
+    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7, 1.0]) == 4  # strictly above 0.5
+    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7], threshold=0.1) == 2
+    assert agreement_rule([np.nan, 0.0, 0.4]) is None
+    assert agreement_rule([np.nan]) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agreement_stop_on_label_noise(seed):
+    """30 flipped labels, k = 5: the rule fires once the flips are gone (about 6 batches)."""
+    X, y, noisy = label_noise_data(seed)
+    pur = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=20, stop="agreement").fit(
+        X, y, contamination=noisy
+    )
+    h = pur.history_
+    assert 6 <= pur.best_iteration_ == pur.stop_iteration_ <= 9
+    assert noisy[pur.removal_order_[: 5 * pur.best_iteration_]].sum() >= 26
+    # the column is what the rule says: the refit of iteration t on the batch it lost
+    keep = np.ones(len(y), bool)
+    for t in range(1, len(h)):
+        batch = np.asarray(h["removed"][t])
+        keep[batch] = False
+        refit = MultinomialLogit(alpha=1e-3).fit(X[keep], y[keep])
+        agreement = np.mean(refit.predict(X[batch]) == y[batch])
+        assert h["removed_agreement"][t] == pytest.approx(agreement)
+    assert np.isnan(h["removed_agreement"][0])

@@ -154,3 +154,31 @@ def test_binary_dual_fast_paths_equal_primal(method, monkeypatch):
     primal, info_primal = delta_scores(model, X, y, method, return_info=True)
     np.testing.assert_allclose(dual, primal, rtol=1e-9, atol=1e-12 * np.abs(primal).max())
     assert info["variance"] == pytest.approx(info_primal["variance"], rel=1e-10)
+
+
+def test_pair_removal_delta_has_no_cancellation():
+    """V - V_pair(z) from the rearranged form against extended precision of the naive form."""
+    from divpred._state import pair_removal_delta, variance_from_sums
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    K_rows = rng.normal(size=(n,))  # stand-ins for r_z - K_zz and sum_j K_zj^2 - K_zz^2
+    b = K_rows * 3.0
+    a = np.abs(K_rows) * 50.0 + 1.0
+    S1, S2 = float(b.sum()) / 2.0, float(a.sum()) / 2.0
+    got = pair_removal_delta(S1, S2, n, b, a, 0.0, 0.0)
+    ld = np.longdouble
+    Nl, Npl = ld(n) * (n - 1), ld(n - 1) * (n - 2)
+    V = ld(S2) / Nl - (ld(S1) / Nl) ** 2
+    Vz = (ld(S2) - 2 * a.astype(ld)) / Npl - ((ld(S1) - 2 * b.astype(ld)) / Npl) ** 2
+    expected = (V - Vz).astype(np.float64)
+    if np.finfo(ld).eps > 1e-18:
+        pytest.skip("no extended precision long double on this platform")
+    scale = np.max(np.abs(expected))
+    err = np.max(np.abs(got - expected)) / scale
+    Np = (n - 1.0) * (n - 2.0)
+    naive = variance_from_sums(S1, S2, n) - ((S2 - 2 * a) / Np - ((S1 - 2 * b) / Np) ** 2)
+    naive_err = np.max(np.abs(naive - expected)) / scale
+    assert err < 1e-13
+    assert naive_err > 10 * err  # the direct subtraction loses about log10(n) digits
+    assert variance_from_sums(S1, S2, n) == pytest.approx(float(V), rel=1e-14)

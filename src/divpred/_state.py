@@ -93,7 +93,12 @@ class FittedState:
 
     @cached_property
     def cho(self):
-        return linalg.cho_factor(self.H, lower=True, check_finite=False)
+        try:
+            return linalg.cho_factor(self.H, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            raise ValueError(
+                "the damped Hessian is not positive definite; use damping > 0 or alpha > 0"
+            ) from None
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """H^{-1} rhs for rhs of shape (m,) or (m, k)."""
@@ -119,8 +124,29 @@ class FittedState:
         """Xa H^{-1} Xa^T for a binary model (B = 1), from n x n algebra only, (n, n)."""
         return dual_gram(self.Gm, self.W[:, 0, 0] / self.n, self.mu)
 
+    @cached_property
+    def variance(self) -> float:
+        """V[X] over the ordered pairs i != j, from the cached solves (no n x n matrix unless
+        the binary dual form, n < D, is the cheaper one)."""
+        if self.B == 1 and self.n < self.D and self.mu > 0:
+            r = self.R[:, 0]
+            K = -(r[:, None] * self.Mx_dual * r[None, :])
+            diag = np.diag(K)
+            S1, S2 = K.sum() - diag.sum(), np.sum(K * K) - np.sum(diag**2)
+        else:
+            d = self.self_influence
+            col = self.G.sum(axis=0)
+            S1 = -col @ self.solve(col) + d.sum()
+            A = self.HinvGt @ self.G  # H^{-1} S, (m, m)
+            S2 = np.sum(A * A.T) - np.sum(d * d)
+        return float(variance_from_sums(S1, S2, self.n))
+
     def losses(self) -> np.ndarray:
+        """Per-point cross-entropy -log p_{y_i}(x_i), (n,)."""
         return -np.log(np.clip(self.P[np.arange(self.n), self.yidx], 1e-300, None))
+
+    def train_accuracy(self) -> float:
+        return float(np.mean(np.argmax(self.P, axis=1) == self.yidx))
 
 
 def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
@@ -136,6 +162,22 @@ def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
     Z = linalg.solve_triangular(L, u[:, None] * Gm, lower=True, check_finite=False)
     M = (Gm - Z.T @ Z) / mu
     return 0.5 * (M + M.T)
+
+
+def pair_removal_delta(S1, S2, n, b, a, shift, renorm):
+    """First-order delta(z) = V - (V_pair(z) + shift + renorm), with V - V_pair(z) written
+    without cancellation (shared by the numpy, Dask and PyTorch fast1 paths).
+
+    S1, S2 are the pair sums of K, ``b = sum_{j != z} K_zj`` and ``a = sum_{j != z} K_zj^2``
+    (arrays over z), so S1_z = S1 - 2 b, S2_z = S2 - 2 a and, with N = n (n-1),
+    N' = (n-1)(n-2):  V - V_pair = (2/N')[(a - S2/n) - (b - S1/n)(S1/N + S1_z/N')].
+    Subtracting V_pair from V directly would lose about log10(n) digits of the O(V/n) result.
+    """
+    N = n * (n - 1.0)
+    Np = (n - 1.0) * (n - 2.0)
+    S1z = S1 - 2.0 * b
+    v_minus_pair = (2.0 / Np) * ((a - S2 / n) - (b - S1 / n) * (S1 / N + S1z / Np))
+    return v_minus_pair - shift - renorm
 
 
 def variance_from_sums(pair_sum, pair_sum_sq, n):

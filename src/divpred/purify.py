@@ -17,17 +17,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from . import _io
+from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
-from .influence import influence_variance
 from .models import MultinomialLogit
-from .scores import DELTA_METHODS, delta_scores
+from .scores import BLAS_THREADS, DELTA_METHODS, delta_scores, scores_from_state
 from .stopping import STOP_RULES, choose_iteration
 
 __all__ = ["Purifier"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: history rows carry removed_agreement
 
 
 class Purifier(BaseEstimator):
@@ -47,16 +48,20 @@ class Purifier(BaseEstimator):
         Maximum number of removal iterations.
     min_size : int or None, default=None
         Never shrink the kept set below this many points (default: ``max(3 k, 10)``).
-    stop : {"none", "relative", "knee", "separable", "validation"}, default="none"
+    stop : {"none", "relative", "knee", "separable", "validation", "agreement"}, default="none"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
         ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
         falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
         iteration at which the model fits every kept training label; ``"validation"`` the
         peak of the accuracy on a held-out stratified ``validation_fraction`` of the training
-        data (or on ``validation_set``), after ``patience`` iterations without improvement.
+        data (or on ``validation_set``), after ``patience`` iterations without improvement;
+        ``"agreement"`` the first iteration at which the refit model predicts the labels of more
+        than ``agreement_threshold`` of the k points just removed (held out from it), i.e. the
+        removals have turned from contaminants to points that fit the kept data.
         With ``"none"`` the loop runs ``max_iter`` iterations and ``best_iteration_`` is the
         last one. Measured accuracy of each rule: ``docs/purification.md``.
-    tol, knee_ratio, patience, validation_fraction : parameters of the rules above.
+    tol, knee_ratio, patience, validation_fraction, agreement_threshold : parameters of the
+        rules above.
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
         parameters resumes from it and produces the identical history.
@@ -69,9 +74,10 @@ class Purifier(BaseEstimator):
     ----------
     history_ : pandas.DataFrame
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
-        ``train_loss``, ``train_accuracy``, ``method_used``, ``removed`` (indices removed at
-        that iteration, a list), plus ``eval_accuracy``, ``val_accuracy`` and
-        ``contaminants_removed`` when available.
+        ``train_loss``, ``train_accuracy``, ``removed_agreement`` (fraction of the points
+        removed at that iteration whose label the refit predicts; NaN at 0), ``method_used``,
+        ``removed`` (indices removed at that iteration, a list), plus ``eval_accuracy``,
+        ``val_accuracy`` and ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     best_iteration_ : int
@@ -96,6 +102,7 @@ class Purifier(BaseEstimator):
         knee_ratio: float = 1.0 / 3.0,
         patience: int = 5,
         validation_fraction: float = 0.2,
+        agreement_threshold: float = 0.5,
         checkpoint=None,
         random_state=None,
         progress: bool = False,
@@ -110,6 +117,7 @@ class Purifier(BaseEstimator):
         self.knee_ratio = knee_ratio
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.agreement_threshold = agreement_threshold
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.progress = progress
@@ -123,6 +131,8 @@ class Purifier(BaseEstimator):
             check_positive_int(getattr(self, name), name)
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if not 0 <= self.agreement_threshold < 1:
+            raise ValueError("agreement_threshold must be in [0, 1)")
 
     def fit(self, X, y, eval_set=None, contamination=None, validation_set=None) -> Purifier:
         """Run the purification.
@@ -169,8 +179,9 @@ class Purifier(BaseEstimator):
         if state is None:
             keep = pool.copy()
             model = clone(base).fit(X[keep], y[keep])
-            records = [self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
-                                    contamination)]
+            rec, fitted = self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
+                                       contamination)
+            records = [rec]
             order: list[int] = []
             thetas = [model.theta_]
             self.seconds_ = [0.0]
@@ -181,6 +192,7 @@ class Purifier(BaseEstimator):
             keep[order] = False
             model = clone(base)
             _set_theta(model, thetas[-1], np.unique(y[keep]))
+            fitted = None
             self.seconds_ = [float("nan")] * len(records)
 
         bar = _progress(self.progress, self.max_iter, len(records) - 1)
@@ -190,10 +202,13 @@ class Purifier(BaseEstimator):
             if kept_idx.size - self.k < min_size:
                 break
             t0 = time.perf_counter()
-            scores, info = delta_scores(
-                model, X[kept_idx], y[kept_idx], self.method,
-                random_state=_iteration_seed(self.random_state, it), return_info=True,
-            )
+            seed = _iteration_seed(self.random_state, it)
+            if self.method == "refit" or fitted is None:
+                scores, info = delta_scores(model, X[kept_idx], y[kept_idx], self.method,
+                                            random_state=seed, return_info=True)
+            else:
+                with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+                    scores, info = scores_from_state(fitted, self.method, seed)
             top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
             keep[top] = False
             if np.unique(y[keep]).shape[0] < 2:
@@ -205,8 +220,9 @@ class Purifier(BaseEstimator):
             if base.get_params().get("solver") != "adam":
                 model.set_params(warm_start=True)
             model.fit(X[keep], y[keep])
-            records.append(self._record(it, model, X, y, keep, top.tolist(), info["method"],
-                                        eval_set, validation_set, contamination))
+            rec, fitted = self._record(it, model, X, y, keep, top.tolist(), info["method"],
+                                       eval_set, validation_set, contamination)
+            records.append(rec)
             thetas.append(model.theta_)
             self.seconds_.append(time.perf_counter() - t0)
             self._save_checkpoint(fingerprint, records, order, thetas)
@@ -237,18 +253,24 @@ class Purifier(BaseEstimator):
         return choose_iteration(
             pd.DataFrame.from_records(records), self.stop,
             tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
+            threshold=self.agreement_threshold,
         )
 
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
-        Xk, yk = X[keep], y[keep]
-        logp = model.predict_log_proba(Xk)
-        yidx = model.encode_labels(yk)
+        """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
+        fitted = FittedState.from_model(model, X[keep], y[keep])
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            variance = fitted.variance
         rec = {
             "iteration": it,
             "size": int(keep.sum()),
-            "variance": influence_variance(model, Xk, yk),
-            "train_loss": float(-np.mean(logp[np.arange(Xk.shape[0]), yidx])),
-            "train_accuracy": float(np.mean(np.argmax(logp, axis=1) == yidx)),
+            "variance": variance,
+            "train_loss": float(np.mean(fitted.losses())),
+            "train_accuracy": fitted.train_accuracy(),
+            # held out from this refit: does it still contradict the points it just lost?
+            "removed_agreement": (
+                float(np.mean(model.predict(X[removed]) == y[removed])) if removed else np.nan
+            ),
             "method_used": method_used,
             "removed": list(removed),
         }
@@ -258,7 +280,7 @@ class Purifier(BaseEstimator):
             rec["val_accuracy"] = float(model.score(*val_set))
         if contam is not None:
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
-        return rec
+        return rec, fitted
 
     def _fingerprint(self, X, y, eval_set, contamination, validation_set) -> str:
         h = hashlib.sha256()
@@ -303,7 +325,12 @@ class Purifier(BaseEstimator):
                 thetas = [data[f"theta_{t}"] for t in range(len(records))]
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
-        if version != CHECKPOINT_VERSION or saved != fingerprint:
+        if version != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"checkpoint {self.checkpoint} was written by another divpred version "
+                f"(format {version}, this one reads {CHECKPOINT_VERSION}); delete it to start over"
+            )
+        if saved != fingerprint:
             raise ValueError(
                 f"checkpoint {self.checkpoint} belongs to other data or parameters; "
                 "delete it or choose another checkpoint path"

@@ -53,7 +53,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
 from threadpoolctl import threadpool_limits
 
-from ._state import FittedState, dual_gram, variance_from_sums
+from ._state import FittedState, dual_gram, pair_removal_delta
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
@@ -120,51 +120,44 @@ def delta_scores(
 
 
 def _delta_scores(model, X, y, method, random_state, return_info, exact_form):
-    state = FittedState.from_model(model, X, y)
+    if method == "refit":
+        scores, variance = _refit_scores(model, X, y)
+        info = {"method": method, "variance": variance}
+    else:
+        state = FittedState.from_model(model, X, y)
+        scores, info = scores_from_state(state, method, random_state, exact_form)
+    return (scores, info) if return_info else scores
+
+
+def scores_from_state(state: FittedState, method: str, random_state=None, exact_form="auto"):
+    """delta_scores for an already evaluated fit (any method but ``"refit"``).
+
+    The Purifier evaluates each refit once (:class:`FittedState`) for its history and scores
+    the same state, so V, the Hessian factor and the solves are computed once per iteration.
+    Returns (scores, info) as ``delta_scores(..., return_info=True)``. Callers hold the BLAS
+    thread limit of :func:`delta_scores`.
+    """
     info: dict = {"method": method}
     if method == "fast":
         use_fast1 = state.n >= FAST1_MIN_RATIO * state.m or state.n > FAST2_MAX_N
         method = "fast1" if use_fast1 else "fast2"
         info["method"] = method
     if method == "random":
-        scores = check_random_state(random_state).random_sample(state.n)
-    elif method == "loss":
-        scores = state.losses()
-    elif method == "self_influence":
-        scores = state.self_influence.copy()
-    elif method == "refit":
-        scores, info["variance"] = _refit_scores(model, X, y)
-    else:
-        V = _variance_dual(state) if _use_binary_dual(state) else _variance(state)
-        info["variance"] = V
-        if method == "exact":
-            form = _choose_exact_form(state) if exact_form == "auto" else exact_form
-            info["form"] = form
-            loo = _exact_primal(state) if form == "primal" else _exact_dual(state)
-        elif method == "fast1":
-            loo = _fast1(state)
-        else:
-            loo = _fast2(state)
-        scores = V - loo
-    return (scores, info) if return_info else scores
-
-
-# ----------------------------------------------------------------------------- V itself
-def _variance(state: FittedState) -> float:
-    G, HinvGt = state.G, state.HinvGt
-    d = state.self_influence
-    col = G.sum(axis=0)
-    S1 = -col @ state.solve(col) + d.sum()
-    A = HinvGt @ G  # H^{-1} S, (m, m)
-    S2 = np.sum(A * A.T) - np.sum(d * d)
-    return float(variance_from_sums(S1, S2, state.n))
-
-
-def _variance_dual(state: FittedState) -> float:
-    r = state.R[:, 0]
-    K = -(r[:, None] * state.Mx_dual * r[None, :])
-    diag = np.diag(K)
-    return float(variance_from_sums(K.sum() - diag.sum(), np.sum(K * K) - np.sum(diag**2), state.n))
+        return check_random_state(random_state).random_sample(state.n), info
+    if method == "loss":
+        return state.losses(), info
+    if method == "self_influence":
+        return state.self_influence.copy(), info
+    V = state.variance
+    info["variance"] = V
+    if method == "fast1":
+        return _fast1(state), info
+    if method == "fast2":
+        return V - _fast2(state), info
+    form = _choose_exact_form(state) if exact_form == "auto" else exact_form
+    info["form"] = form
+    loo = _exact_primal(state) if form == "primal" else _exact_dual(state)
+    return V - loo, info
 
 
 # ------------------------------------------------------------------------------- refit
@@ -364,7 +357,6 @@ def _first_order_terms(state: FittedState) -> dict:
     S1 = -col @ state.solve(col) + dprime.sum()
     S2 = np.sum(HinvS * HinvS.T) - np.sum(dprime * dprime)
     N = n * (n - 1.0)
-    V = S2 / N - (S1 / N) ** 2
 
     # Phi G with Phi = (2/N)(K - (S1/N) 1 1^T), zero diagonal, and K G = -G H^{-1} S
     PhiG = (2.0 / N) * (-(G @ HinvS) + dprime[:, None] * G - (S1 / N) * (col[None, :] - G))
@@ -384,7 +376,7 @@ def _first_order_terms(state: FittedState) -> dict:
     c = ((-2.0 * hu + coef_h / n).T @ state.Xa).ravel()  # c = c_grad + c_hess
     steps = Y / n  # Delta_z
     return {
-        "V": V, "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
+        "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
         "coef_h": coef_h, "shift": steps @ c,
         "s_vec": np.einsum("zad,zd->za", steps.reshape(n, B, D), state.Xa),  # Delta_z xa_z
     }
@@ -427,22 +419,21 @@ def _first_order_terms_dual(state: FittedState) -> dict:
     coef_h = _hessian_shift_coefficients(state, Qd)
     cc = -2.0 * w * t + coef_h[:, 0] / n  # c = Xa^T cc
     return {
-        "V": S2 / N - (S1 / N) ** 2, "S1": S1, "S2": S2, "r": K.sum(axis=1),
+        "S1": S1, "S2": S2, "r": K.sum(axis=1),
         "s": K2.sum(axis=1), "dprime": -diag, "Qd": Qd, "t": t[:, None], "coef_h": coef_h,
         "shift": r * (Mx @ cc) / n, "s_vec": (r * np.diag(Mx) / n)[:, None],
     }
 
 
 def _fast1(state: FittedState) -> np.ndarray:
+    """delta(z) itself (not V_{-z}): the pair-removal part is formed without cancellation."""
     n = state.n
     f = _first_order_terms_dual(state) if _use_binary_dual(state) else _first_order_terms(state)
-    Np = (n - 1.0) * (n - 2.0)
-    S1z = f["S1"] - 2.0 * (f["r"] + f["dprime"])
-    S2z = f["S2"] - 2.0 * (f["s"] - f["dprime"] ** 2)
-    v_pair = S2z / Np - (S1z / Np) ** 2
     qw = np.einsum("nab,nab->n", f["Qd"], state.W)
     renorm = (qw.mean() - qw) / (n - 1.0)
-    return v_pair + f["shift"] + renorm
+    b = f["r"] + f["dprime"]
+    a = f["s"] - f["dprime"] ** 2
+    return pair_removal_delta(f["S1"], f["S2"], n, b, a, f["shift"], renorm)
 
 
 def _fast2(state: FittedState) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STOP_RULES = ("none", "relative", "knee", "separable", "validation")
+STOP_RULES = ("none", "relative", "knee", "separable", "validation", "agreement")
 
 
 def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:
@@ -62,6 +62,24 @@ def validation_rule(accuracy: np.ndarray, patience: int = 3) -> int | None:
     return best if acc.size - 1 - best >= patience else None
 
 
+def agreement_rule(removed_agreement: np.ndarray, threshold: float = 0.5) -> int | None:
+    """Stop once the model no longer contradicts the points it has just lost.
+
+    ``removed_agreement[t]`` is the fraction of the k points removed at iteration t whose label
+    the model refit without them predicts (iteration 0 has none). While the removals are
+    contaminants (another labelling rule, wrong labels) the refit model disagrees with them;
+    once it agrees with more than ``threshold`` of a batch, the purification has started to
+    remove points that fit the kept data, and the rule returns that iteration t. The removed
+    points are out of the refit's training set, so this is a held-out check that costs no
+    training data. Measured: within 0.002-0.012 of the best test accuracy on EMNIST 4/8 with
+    30% wrong labels (the label-free rules above stop at iterations 0-15 there), 0.004-0.014 on
+    the SD mixtures at alpha = 1e-5 (``docs/purification.md``).
+    """
+    a = np.asarray(removed_agreement, dtype=float)
+    hit = np.nonzero(a[1:] > threshold)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
 def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
     """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`)."""
     if rule == "none":
@@ -76,4 +94,8 @@ def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
         if "val_accuracy" not in history:
             raise ValueError("the validation rule needs a validation split or validation set")
         return validation_rule(history["val_accuracy"].to_numpy(), params.get("patience", 3))
+    if rule == "agreement":
+        return agreement_rule(
+            history["removed_agreement"].to_numpy(), params.get("threshold", 0.5)
+        )
     raise ValueError(f"stop must be one of {STOP_RULES}; got {rule!r}")

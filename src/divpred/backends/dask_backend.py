@@ -59,7 +59,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
 
 import pandas as pd
 
-from .._state import FittedState, variance_from_sums
+from .._state import FittedState, pair_removal_delta, variance_from_sums
 from .._validation import MIN_POINTS
 from ..influence import InfluenceSummary
 from ..models import _softmax as sm
@@ -459,19 +459,7 @@ def _fast1_block(Xb, yb, rb, c):
     qw = np.einsum("nab,nab->n", Qd, st.W)  # <M, h_z>
     shift = (F @ c["c"]) / n
     renorm = (c["qw_mean"] - qw) / (n - 1.0)
-    return _delta_from_terms(c["S1"], c["S2"], n, r + dprime, s - dprime**2, shift, renorm)
-
-
-def _delta_from_terms(S1, S2, n, b, a, shift, renorm):
-    """V - (V_pair + shift + renorm) with V - V_pair written without cancellation.
-
-    S1_z = S1 - 2 b, S2_z = S2 - 2 a; V - V_pair = (2/N')[(a - S2/n) - (b - S1/n)(S1/N + S1_z/N')].
-    """
-    N = n * (n - 1.0)
-    Np = (n - 1.0) * (n - 2.0)
-    S1z = S1 - 2.0 * b
-    v_minus_pair = (2.0 / Np) * ((a - S2 / n) - (b - S1 / n) * (S1 / N + S1z / Np))
-    return v_minus_pair - shift - renorm
+    return pair_removal_delta(c["S1"], c["S2"], n, r + dprime, s - dprime**2, shift, renorm)
 
 
 # ================================================================== model-level passes

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._state import pair_removal_delta
+
 try:
     import torch
     from torch.func import functional_call, grad, hessian, jacrev, jvp, vjp, vmap
@@ -530,17 +532,13 @@ class TorchInfluenceModel:
 
     def _fast1(self, X, y, st: _State):
         n = st.n
-        N = n * (n - 1.0)
         f = self._first_order(X, y, st)
         dp = st.dprime
         shift = (st.F @ f["c"]) / n  # c^T Delta_z
         renorm = (f["psi"].mean() - f["psi"]) / (n - 1.0)
         b = -(st.F @ st.col) + dp  # r_z - K_zz
         a = f["s"] - dp * dp
-        Np = (n - 1.0) * (n - 2.0)
-        S1z = st.S1 - 2.0 * b
-        v_minus_pair = (2.0 / Np) * ((a - st.S2 / n) - (b - st.S1 / n) * (st.S1 / N + S1z / Np))
-        return v_minus_pair - shift - renorm
+        return pair_removal_delta(st.S1, st.S2, n, b, a, shift, renorm)
 
     def _gn_curvature_terms(self, X, y, st: _State, Phi):
         """psi_i = tr(Lambda_i J_i M J_i^T) and grad_theta sum_i psi_i for Gauss-Newton, from

@@ -252,17 +252,48 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         grad = (Q.T @ R.T @ Xa) / n + self.alpha * phi
         return f, grad.ravel(), theta
 
+    def _newton_direction(self, Xa, theta, Q, w, grad, gram):
+        """H^{-1} grad for the objective's Hessian H = (1/n) sum_i w_i h_i + alpha I.
+
+        With ``gram`` (= Xa Xa^T, given when n (C-1) < m and alpha > 0) the dual form
+        H^{-1} v = (v - J^T U F^{-1} U^T J v) / alpha, F = alpha I + U^T (gram (x) I) U,
+        U_i U_i^T = w_i Q^T W_i Q / n, costs O((n B)^3) instead of O(n m^2 + m^3).
+        """
+        n, D = Xa.shape
+        if gram is None:
+            H = sm.data_hessian(Xa, theta, Q, weights=w) / n
+            H[np.diag_indices_from(H)] += self.alpha
+            return _psd_solve(H, grad)
+        B = Q.shape[1]
+        Wr = sm.hessian_weights(sm.probabilities(Xa, theta), Q) / n  # (n, B, B)
+        if w is not None:
+            Wr = Wr * w[:, None, None]
+        if B == 1:
+            U = np.sqrt(np.clip(Wr, 0.0, None))
+            F = gram * np.outer(U[:, 0, 0], U[:, 0, 0])
+        else:
+            evals, evecs = np.linalg.eigh(Wr)
+            U = evecs * np.sqrt(np.clip(evals, 0.0, None))[:, None, :]  # (n, B, B)
+            F = np.einsum("ica,ij,jcb->iajb", U, gram, U, optimize=True).reshape(n * B, n * B)
+        UtJv = np.einsum("nca,nc->na", U, Xa @ grad.reshape(B, D).T)  # (n, B)
+        F[np.diag_indices_from(F)] += self.alpha
+        y = linalg.cho_solve(
+            linalg.cho_factor(F, lower=True, check_finite=False), UtJv.ravel(), check_finite=False
+        ).reshape(n, B)
+        back = (np.einsum("nab,nb->na", U, y).T @ Xa).ravel()  # J^T U y
+        return (grad - back) / self.alpha
+
     def _fit_newton(self, Xa, yidx, Q, w, phi0):
         n, D = Xa.shape
         m = Q.shape[1] * D
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
         f, grad, theta = self._reduced_objective(phi, Xa, yidx, Q, w)
+        # Fewer points than parameters (images): Newton systems of size n (C-1), not m.
+        gram = Xa @ Xa.T if self.alpha > 0 and n * Q.shape[1] < m else None
         for it in range(1, self.max_iter + 1):
             if np.max(np.abs(grad)) <= self.tol:
                 return phi.reshape(-1, D), it - 1, True
-            H = sm.data_hessian(Xa, theta, Q, weights=w) / n
-            H[np.diag_indices_from(H)] += self.alpha
-            step = _psd_solve(H, grad)
+            step = self._newton_direction(Xa, theta, Q, w, grad, gram)
             decrement = grad @ step  # squared Newton decrement: twice the predicted decrease
             if decrement <= 1e-12 * max(1.0, abs(f)):
                 # Quadratic regime: the decrease is below the rounding of f, so a line search
