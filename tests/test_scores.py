@@ -182,3 +182,21 @@ def test_pair_removal_delta_has_no_cancellation():
     assert err < 1e-13
     assert naive_err > 10 * err  # the direct subtraction loses about log10(n) digits
     assert variance_from_sums(S1, S2, n) == pytest.approx(float(V), rel=1e-14)
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_exact_scores_do_not_depend_on_worker_threads(form):
+    X, y = make_classification(40, 3, 3, seed=21)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    one = delta_scores(model, X, y, "exact", exact_form=form)
+    two = delta_scores(model, X, y, "exact", exact_form=form, n_jobs=2)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(one, brute_force_exact(model, X, y), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "2", True])
+def test_bad_n_jobs(bad):
+    X, y = make_classification(20, 2, 2, seed=22)
+    model = MultinomialLogit().fit(X, y)
+    with pytest.raises(ValueError, match="n_jobs"):
+        delta_scores(model, X, y, "exact", n_jobs=bad)

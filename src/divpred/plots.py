@@ -57,6 +57,7 @@ def plot_purification(
     stop_label: str = "knee rule",
     reference_label: str = "pure-data model",
     log_variance: bool | None = None,
+    accuracy_label: str = "test accuracy",
 ) -> Figure:
     """V[X] and test accuracy over purification iterations (the paper's Figures 4, 6, 8).
 
@@ -76,6 +77,8 @@ def plot_purification(
         A second marker (dotted grey), e.g. where a label-free stopping rule would stop.
     best_label, stop_label, reference_label : str
         Legend texts of the two vertical lines and of the reference line.
+    accuracy_label : str
+        Name of the accuracy curve (legend and right axis), e.g. "training accuracy".
     log_variance : bool, optional
         Log scale for V; by default when V spans more than three decades.
 
@@ -100,7 +103,7 @@ def plot_purification(
     ax2 = ax.twinx()
     handles = [
         ax.plot(it, V, "o-", color=BLUE, ms=3.5, lw=1.6, label="V[X] (training set)")[0],
-        ax2.plot(it, acc, "^-", color=ORANGE, ms=4, lw=1.6, label="test accuracy")[0],
+        ax2.plot(it, acc, "^-", color=ORANGE, ms=4, lw=1.6, label=accuracy_label)[0],
     ]
     if _use_log(V, log_variance):
         ax.set_yscale("log")
@@ -127,7 +130,7 @@ def plot_purification(
 
     ax.set_xlabel("purification iteration")
     ax.set_ylabel("V[X]" + (" (log scale)" if ax.get_yscale() == "log" else ""), color=BLUE)
-    ax2.set_ylabel("test accuracy", color=ORANGE)
+    ax2.set_ylabel(accuracy_label, color=ORANGE)
     ax.tick_params(axis="y", colors=BLUE)
     ax2.tick_params(axis="y", colors=ORANGE)
     lo = np.nanmin(np.append(acc, reference_accuracy if reference_accuracy is not None else np.nan))

@@ -23,7 +23,13 @@ from . import _io
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .models import MultinomialLogit
-from .scores import BLAS_THREADS, DELTA_METHODS, delta_scores, scores_from_state
+from .scores import (
+    BLAS_THREADS,
+    DELTA_METHODS,
+    delta_scores,
+    effective_n_jobs,
+    scores_from_state,
+)
 from .stopping import STOP_RULES, choose_iteration
 
 __all__ = ["Purifier"]
@@ -69,6 +75,9 @@ class Purifier(BaseEstimator):
         Seeds the validation split and ``method="random"``.
     progress : bool, default=False
         Show a progress bar (tqdm) on stderr.
+    n_jobs : int or None, default=None
+        Worker threads for the exact scores (see :func:`~divpred.delta_scores`); the history
+        does not depend on it.
 
     Attributes
     ----------
@@ -106,6 +115,7 @@ class Purifier(BaseEstimator):
         checkpoint=None,
         random_state=None,
         progress: bool = False,
+        n_jobs: int | None = None,
     ):
         self.model = model
         self.method = method
@@ -121,6 +131,7 @@ class Purifier(BaseEstimator):
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.progress = progress
+        self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
         if self.method not in DELTA_METHODS:
@@ -131,6 +142,7 @@ class Purifier(BaseEstimator):
             check_positive_int(getattr(self, name), name)
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
+        effective_n_jobs(self.n_jobs)
         if not 0 <= self.agreement_threshold < 1:
             raise ValueError("agreement_threshold must be in [0, 1)")
 
@@ -205,10 +217,12 @@ class Purifier(BaseEstimator):
             seed = _iteration_seed(self.random_state, it)
             if self.method == "refit" or fitted is None:
                 scores, info = delta_scores(model, X[kept_idx], y[kept_idx], self.method,
-                                            random_state=seed, return_info=True)
+                                            random_state=seed, return_info=True,
+                                            n_jobs=self.n_jobs)
             else:
                 with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-                    scores, info = scores_from_state(fitted, self.method, seed)
+                    scores, info = scores_from_state(fitted, self.method, seed,
+                                                     n_jobs=effective_n_jobs(self.n_jobs))
             top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
             keep[top] = False
             if np.unique(y[keep]).shape[0] < 2:
@@ -296,6 +310,7 @@ class Purifier(BaseEstimator):
         params.pop("checkpoint")
         params.pop("progress")
         params.pop("max_iter")  # a resumed run may go further than the first one
+        params.pop("n_jobs")  # does not change the result
         params["model"] = repr(params["model"])
         h.update(json.dumps(params, sort_keys=True, default=str).encode())
         return h.hexdigest()

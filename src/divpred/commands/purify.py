@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--damping", type=float, default=0.01)
     p.add_argument("--solver", default="newton", choices=("newton", "lbfgs", "adam"))
     p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=None,
+                   help="worker processes/threads for --method exact (-1: all cores)")
     p.add_argument("--out", default="divpred-purify", help="output folder (created as needed)")
     p.add_argument("--checkpoint", help="checkpoint file: resume from it if it exists")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,10 +68,12 @@ def run(args) -> int:
     quiet = getattr(args, "quiet", False) or args.json
     pur = Purifier(model, method=args.method, k=args.k, max_iter=args.iterations,
                    stop=args.stop, checkpoint=args.checkpoint, random_state=args.random_state,
-                   progress=not quiet)
+                   progress=not quiet, n_jobs=args.n_jobs)
     pur.fit(train.X, train.y, eval_set=eval_set)
 
     out = Path(args.out)
+    # Build the figure first: a plotting error must not leave the other outputs half-written.
+    fig = _purification_figure(pur, args.data, args.stop)
     history = pur.history_.copy()
     history["removed"] = [" ".join(map(str, r)) for r in history["removed"]]
     if "eval_accuracy" in history:
@@ -79,7 +83,7 @@ def run(args) -> int:
     import pandas as pd
 
     _io.write_csv(out / "kept_rows.csv", pd.DataFrame({"row": np.nonzero(pur.keep_mask_)[0]}))
-    _write_plot(pur, out / "purification.png", args.data)
+    _io.save_figure(out / "purification.png", fig, dpi=120, bbox_inches="tight")
 
     if args.json:
         rows = []
@@ -104,12 +108,15 @@ def run(args) -> int:
     return 0
 
 
-def _write_plot(pur, path, title) -> None:
+def _purification_figure(pur, title, stop):
     from ..plots import plot_purification
 
     history = pur.history_
-    fig = plot_purification(history, best_iteration=pur.best_iteration_, title=str(title))
-    _io.save_figure(path, fig, dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    has_test = "eval_accuracy" in history
+    return plot_purification(
+        history, best_iteration=pur.best_iteration_, title=str(title),
+        # without --test, plot the training accuracy (plot_purification needs an accuracy)
+        accuracy_column="eval_accuracy" if has_test else "train_accuracy",
+        accuracy_label="test accuracy" if has_test else "training accuracy",
+        best_label=f"chosen (stop rule: {stop})",
+    )
