@@ -56,7 +56,7 @@ def test_demo_writes_self_contained_report(demo_run):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
     assert not re.search(r'<img src="(?!data:)', html)  # no external images
-    assert "<table>" in html and "knee" in html
+    assert "<table>" in html and "agreement" in html
     for name in ("sd2.png", "digits48.png", "sd2_history.csv", "digits48_history.csv"):
         assert (out / name).is_file()
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
@@ -77,6 +77,7 @@ def test_demo_numbers(demo_run):
     assert sd2["removed_contaminated"] >= 0.8 * sd2["removed"]
     for r, k in zip(res["results"], (10, 5), strict=True):
         assert r["removed"] == r["stop_iteration"] * k
+        assert r["acc_after"] > r["acc_before"] + 0.1  # the agreement rule helps on both sets
     assert res["seconds"] < 60
 
 
@@ -84,7 +85,7 @@ def test_demo_prints_a_table_per_data_set(demo_run):
     _, text, _ = demo_run
     assert text.count("  V[X]") == 2 and text.count("  test accuracy") == 2
     assert text.count("oracle\n") == 2  # one header row per data set
-    assert "truly contaminated" in text and "knee rule" in text and "report:" in text
+    assert "truly contaminated" in text and "agreement rule" in text and "report:" in text
 
 
 def test_demo_json(tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_demo_json(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["report"].endswith("report.html") and (out / "report.html").is_file()
     assert [r["name"] for r in payload["results"]] == ["SD-2 synthetic", "digits 4 vs 8"]
-    assert all(r["stop_rule"] == "knee" for r in payload["results"])
+    assert all(r["stop_rule"] == "agreement" for r in payload["results"])
 
 
 def test_demo_out_must_be_a_directory(tmp_path):

@@ -281,10 +281,16 @@ def label_noise_data(seed, n=200, n_flipped=30):
 def test_agreement_rule_on_known_curve():
     from divpred.stopping import agreement_rule
 
-    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7, 1.0]) == 4  # strictly above 0.5
-    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7], threshold=0.1) == 2
-    assert agreement_rule([np.nan, 0.0, 0.4]) is None
-    assert agreement_rule([np.nan]) is None
+    tens = [0, 10, 10, 10, 10, 10]
+    # pooled over the last 20 points: (0.2+0.5)/2, (0.5+0.7)/2 = 0.6 > 0.5 at iteration 4
+    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7, 1.0], tens) == 4
+    assert agreement_rule([np.nan, 0.0, 0.6, 0.5, 0.5, 0.5], tens) == 3  # (0.6 + 0.5) / 2
+    assert agreement_rule([np.nan, 0.0, 0.2, 0.5, 0.7], tens[:5], threshold=0.3) == 3
+    assert agreement_rule([np.nan, 1.0], [0, 10]) is None  # fewer than min_points so far
+    assert agreement_rule([np.nan, 1.0], [0, 10], min_points=10) == 1
+    # batches of 5: a single batch of 0.8 does not fire; four averaging 0.55 do
+    assert agreement_rule([np.nan, 0.0, 0.2, 0.8, 0.4, 0.6, 0.4], [0] + [5] * 6) == 6
+    assert agreement_rule([np.nan], [0]) is None
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
