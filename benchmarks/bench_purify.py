@@ -3,10 +3,12 @@
 Usage::
 
     python benchmarks/bench_purify.py agreement   # fast vs exact (and refit) rankings
-    python benchmarks/bench_purify.py speed       # seconds per iteration, side by side
+    python benchmarks/bench_purify.py speed       # seconds per scoring pass and per whole
+                                                  # iteration, side by side
     python benchmarks/bench_purify.py curves      # 40-iteration curves for every method
     python benchmarks/bench_purify.py study       # alpha x damping (and the paper's Adam fit)
     python benchmarks/bench_purify.py stopping    # label-free stopping rules vs the best iteration
+    python benchmarks/bench_purify.py ceiling     # why V-descent stops short on SD-3 (oracle sets)
     python benchmarks/bench_purify.py all
 
 Needs the paper's data in ../shared/data/paper (relative to the repository root). Every curve is
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from divpred import MultinomialLogit, Purifier, delta_scores
+from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
 from divpred._io import write_csv
 from divpred.data import load_paper_emnist, load_sd_csv
 from divpred.stopping import choose_iteration
@@ -68,7 +70,7 @@ def agreement(datasets, alpha=1e-4) -> pd.DataFrame:
         X, y, *_ = load(name)
         model = MultinomialLogit(alpha=alpha)
         # iteration 10 of an exact purification defines the second state
-        pur = Purifier(model, method="exact", k=10, max_iter=10,
+        pur = Purifier(model, method="exact", k=10, max_iter=10, n_jobs=-1,
                        checkpoint=RESULTS / f"ckpt-agree-{name}.npz").fit(X, y)
         states = {0: np.ones(len(y), bool)}
         keep10 = np.ones(len(y), bool)
@@ -76,7 +78,7 @@ def agreement(datasets, alpha=1e-4) -> pd.DataFrame:
         states[10] = keep10
         for it, keep in states.items():
             fitted = MultinomialLogit(alpha=alpha).fit(X[keep], y[keep])
-            exact = delta_scores(fitted, X[keep], y[keep], "exact")
+            exact = delta_scores(fitted, X[keep], y[keep], "exact", n_jobs=-1)
             top = set(np.argsort(-exact)[:10])
             for method in ("fast", "fast1", "fast2", "self_influence", "loss"):
                 s, info = delta_scores(fitted, X[keep], y[keep], method, return_info=True)
@@ -142,21 +144,32 @@ def naive_paper_style_seconds(X, y, model, n_candidates=5) -> float:
 
 
 def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
+    """Scoring pass and whole Purifier iteration (score, refit, record V) per method."""
     rows = []
     for name in datasets:
         X, y, *_ = load(name)
         model = MultinomialLogit(alpha=alpha).fit(X, y)
         naive = naive_paper_style_seconds(X, y, model)
+        # (label, method, n_jobs): exact also with one worker per core (bitwise the same)
+        cases = [("exact", "exact", None), ("exact, all cores", "exact", -1),
+                 ("fast", "fast", None), ("fast1", "fast1", None), ("fast2", "fast2", None),
+                 ("self_influence", "self_influence", None)]
         timings = {}
-        for method in ("exact", "fast", "fast1", "fast2", "self_influence"):
+        for label, method, n_jobs in cases:
             reps = 1 if method == "exact" else repeats
             t0 = time.perf_counter()
             for _ in range(reps):
-                _, info = delta_scores(model, X, y, method, return_info=True)
-            timings[method] = ((time.perf_counter() - t0) / reps, info["method"])
+                _, info = delta_scores(model, X, y, method, return_info=True, n_jobs=n_jobs)
+            timings[label] = ((time.perf_counter() - t0) / reps, info["method"])
         t0 = time.perf_counter()
         MultinomialLogit(alpha=alpha, warm_start=True).fit(X[10:], y[10:])
         refit = time.perf_counter() - t0
+        whole = {}
+        for label, method, n_jobs in cases[:3]:
+            iters = 1 if method == "exact" else repeats
+            pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10,
+                           max_iter=iters, n_jobs=n_jobs).fit(X, y)
+            whole[label] = float(np.mean(pur.seconds_[1:]))
         paper = PAPER_RESULTS[name]["seconds"]
         for method, (sec, used) in timings.items():
             rows.append({
@@ -166,6 +179,10 @@ def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
                 "speedup_vs_naive": naive / sec,
                 "paper_code_seconds_quoted": "-" if paper is None else f"{paper[0]}-{paper[1]}",
                 "fraction_of_paper_code": (np.nan if paper is None else sec / paper[0]),
+                "whole_iteration_seconds": whole.get(method, np.nan),
+                "whole_fraction_of_paper_code": (
+                    np.nan if paper is None or method not in whole else whole[method] / paper[0]
+                ),
                 "refit_seconds": refit,
             })
     return pd.DataFrame(rows)
@@ -179,7 +196,7 @@ def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
     out = RESULTS / f"curve-{tag}.csv"
     if out.exists():
         cached = pd.read_csv(out)
-        if "train_accuracy" in cached:  # written by the current Purifier
+        if "removed_agreement" in cached:  # written by the current Purifier
             return cached
         out.unlink()
         (RESULTS / f"ckpt-{tag}.npz").unlink(missing_ok=True)
@@ -187,9 +204,10 @@ def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
     model = MultinomialLogit(alpha=alpha, damping=damping, solver=solver, random_state=0)
     t0 = time.perf_counter()
     pur = Purifier(model, method=method, k=k, max_iter=max_iter, random_state=0,
-                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True)
+                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True, n_jobs=-1)
     pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
     h = pur.history_.drop(columns=["removed"]).copy()
+    h["seconds"] = pur.seconds_  # per iteration (NaN for iterations resumed from a checkpoint)
     h["seconds_total"] = time.perf_counter() - t0
     h.insert(0, "config", tag)
     write_csv(out, h)
@@ -243,21 +261,51 @@ def stopping(datasets, alphas=(1e-4, 1e-5, 1e-2), method="fast") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+LABEL_FREE_RULES = {
+    "relative (tol 1e-2)": ("relative", {"tol": 1e-2}),
+    "knee (1/3)": ("knee", {"ratio": 1 / 3}),
+    "knee (1/2)": ("knee", {"ratio": 1 / 2}),
+    "separable (train acc = 1)": ("separable", {}),
+    "agreement (> 0.5 of last 20)": ("agreement", {"threshold": 0.5}),
+}
+
+
+def _rule_gap(h: pd.DataFrame, rule: str, params: dict) -> tuple[int, float]:
+    """(chosen iteration, best accuracy on the curve minus accuracy at the chosen one)."""
+    it = choose_iteration(h, rule, **params)
+    it = len(h) - 1 if it is None else it
+    return it, float(h["eval_accuracy"].max() - h["eval_accuracy"].iloc[it])
+
+
+def stopping_settings(datasets, alphas=(1e-2, 1e-3, 1e-4, 1e-5),
+                      dampings=(0.0, 0.01, 0.1)) -> pd.DataFrame:
+    """Gap of each label-free rule over every curve of the settings study (method fast)."""
+    rows = []
+    for name in datasets:
+        for alpha in alphas:
+            for damping in dampings:
+                h = curve(name, "fast", alpha=alpha, damping=damping)
+                row = {"data": name, "alpha": alpha, "damping": damping,
+                       "best_acc": h["eval_accuracy"].max()}
+                for label, (rule, params) in LABEL_FREE_RULES.items():
+                    row[label] = _rule_gap(h, rule, params)[1]
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    summary = table.groupby("data")[list(LABEL_FREE_RULES)].agg(["median", "max"])
+    summary.columns = [f"{rule}: {stat}" for rule, stat in summary.columns]
+    return summary.reset_index()
+
+
 def _stopping_rows(name, alpha, method) -> list[dict]:
     rows = []
     h = curve(name, method, alpha=alpha)
     best = int(h["eval_accuracy"].idxmax())
-    rules = {"relative (tol 1e-2)": ("relative", {"tol": 1e-2}),
-             "knee (1/3)": ("knee", {"ratio": 1 / 3}),
-             "knee (1/2)": ("knee", {"ratio": 1 / 2}),
-             "separable (train acc = 1)": ("separable", {})}
-    for label, (rule, params) in rules.items():
-        it = choose_iteration(h, rule, **params)
-        it = len(h) - 1 if it is None else it
+    for label, (rule, params) in LABEL_FREE_RULES.items():
+        it, gap = _rule_gap(h, rule, params)
         rows.append({"data": name, "alpha": alpha, "rule": label, "chosen_iteration": it,
                      "acc_at_chosen": h["eval_accuracy"].iloc[it],
                      "best_iteration": best, "best_acc": h["eval_accuracy"].iloc[best],
-                     "gap": h["eval_accuracy"].iloc[best] - h["eval_accuracy"].iloc[it]})
+                     "gap": gap})
     X, y, Xt, yt, contam = load(name)
     pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10, max_iter=40,
                    stop="validation", patience=5, random_state=0).fit(
@@ -272,10 +320,60 @@ def _stopping_rows(name, alpha, method) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- ceiling
+def ceiling(alphas=(1e-4, 1e-5)) -> pd.DataFrame:
+    """Why V-descent stops short of the clean-data accuracy on the SD mixtures.
+
+    Ground truth from the generator: a contaminant is *harmful* when its label differs from
+    what distribution 1 gives its letters (the others agree by chance and do no harm), and a
+    clean row is a *tie* when its distribution-1 score equals a threshold exactly (its label
+    then hangs on float rounding, which a linear model cannot follow). For each data set and
+    alpha: test accuracy of the model on the clean rows and on all rows but the harmful ones,
+    V of those oracle sets against V of the purified set of the same size (from the fast
+    curve), and the share of ties among the clean rows the purification removed.
+    """
+    from divpred.data import PAPER_FILE_DISTRIBUTIONS
+
+    dist1 = PAPER_FILE_DISTRIBUTIONS[1]
+    rows = []
+    for name in ("SD-2", "SD-3"):
+        raw = load_sd_csv(PAPER / f"synthetic_train_mix_{name[-1]}spec.csv")
+        X, y, Xt, yt, contam = load(name)
+        harmful = contam & (dist1.label(raw.letters) != raw.y)
+        gap = np.abs(dist1.score(raw.letters)[:, None] - np.asarray(dist1.thresholds)[None, :])
+        tie = gap.min(axis=1) < 1e-9
+        for alpha in alphas:
+            tag = f"{name}-fast-a{alpha:g}-d0.01-newton-k10-it40"
+            h = curve(name, "fast", alpha=alpha)
+            order = np.load(RESULTS / f"ckpt-{tag}.npz")["order"]
+            for label, oracle in (("clean rows", ~contam), ("all but harmful", ~harmful)):
+                size = int(oracle.sum())
+                it = (len(y) - size) // 10
+                kept = np.ones(len(y), bool)
+                kept[order[: it * 10]] = False
+                fit = MultinomialLogit(alpha=alpha).fit(X[oracle], y[oracle])
+                removed_clean = order[: it * 10][~contam[order[: it * 10]]]
+                rows.append({
+                    "data": name, "alpha": alpha, "oracle set": label, "size": size,
+                    "oracle_acc": fit.score(Xt, yt),
+                    "oracle_V": influence_variance(fit, X[oracle], y[oracle]),
+                    "purified_size": len(y) - it * 10,  # the nearest multiple of k above
+                    "purified_V": h["variance"].iloc[it],
+                    "purified_acc": h["eval_accuracy"].iloc[it],
+                    "harmful_left": int(np.sum(harmful & kept)),
+                    "clean_removed": int(removed_clean.size),
+                    "tie_share_of_clean_removed": float(np.mean(tie[removed_clean]))
+                    if removed_clean.size else np.nan,
+                    "tie_share_of_clean_rows": float(np.mean(tie[~contam])),
+                    "best_purified_acc": h["eval_accuracy"].max(),
+                })
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=["agreement", "speed", "curves", "study",
-                                            "stopping", "all"])
+                                            "stopping", "ceiling", "all"])
     parser.add_argument("--data", nargs="*", default=["SD-2", "SD-3", "EMNIST-4v8"])
     parser.add_argument("--methods", nargs="*",
                         default=["fast", "exact", "fast1", "fast2", "self_influence", "loss",
@@ -286,18 +384,21 @@ def main(argv=None) -> int:
         return 2
     RESULTS.mkdir(exist_ok=True)
     sections = ([args.section] if args.section != "all"
-                else ["agreement", "speed", "curves", "study", "stopping"])
+                else ["agreement", "speed", "curves", "study", "stopping", "ceiling"])
     runs = {
         "agreement": [(lambda: agreement(args.data), "agreement",
                        "fast vs exact: Spearman and top-10 overlap"),
                       (refit_agreement, "refit_agreement",
                        "refit vs exact on well-conditioned data")],
         "speed": [(lambda: speed(args.data), "speed",
-                   "seconds per scoring pass (one iteration), side by side")],
+                   "seconds per scoring pass and per whole iteration, side by side")],
         "curves": [(lambda: curves(args.data, args.methods), "curves",
                     "purification curves (k=10, 40 iterations, alpha=1e-4)")],
         "study": [(lambda: study(args.data), "study", "alpha x damping study (method=fast)")],
-        "stopping": [(lambda: stopping(args.data), "stopping", "label-free stopping rules")],
+        "stopping": [(lambda: stopping(args.data), "stopping", "label-free stopping rules"),
+                     (lambda: stopping_settings(args.data), "stopping_settings",
+                      "gap of each rule over the 12 alpha x damping curves (median, max)")],
+        "ceiling": [(ceiling, "ceiling", "oracle sets against purified sets (SD mixtures)")],
     }
     for section in sections:
         for make_table, name, title in runs[section]:

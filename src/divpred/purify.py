@@ -17,14 +17,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from . import _io
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .models import MultinomialLogit
+from .models._softmax import _single_threaded_blas
 from .scores import (
-    BLAS_THREADS,
     DELTA_METHODS,
     delta_scores,
     effective_n_jobs,
@@ -220,7 +219,7 @@ class Purifier(BaseEstimator):
                                             random_state=seed, return_info=True,
                                             n_jobs=self.n_jobs)
             else:
-                with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+                with _single_threaded_blas():
                     scores, info = scores_from_state(fitted, self.method, seed,
                                                      n_jobs=effective_n_jobs(self.n_jobs))
             top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
@@ -273,7 +272,7 @@ class Purifier(BaseEstimator):
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
         """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
         fitted = FittedState.from_model(model, X[keep], y[keep])
-        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        with _single_threaded_blas():
             variance = fitted.variance
         rec = {
             "iteration": it,

@@ -54,9 +54,9 @@ import os
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
-from threadpoolctl import threadpool_limits
 
 from ._state import FittedState, dual_gram, pair_removal_delta
+from .models._softmax import _single_threaded_blas
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
@@ -72,7 +72,6 @@ DELTA_METHODS = (
 )
 FAST1_MIN_RATIO = 5.0
 FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB
-BLAS_THREADS = 1  # see delta_scores
 _CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
 
 
@@ -123,7 +122,7 @@ def delta_scores(
     # core was busy, for SD sizes (m = 123) and images (m = 785) alike: the exact EMNIST pass
     # took 303 s threaded against about 10 s single-threaded (benchmarks/bench_purify.py speed).
     jobs = effective_n_jobs(n_jobs)
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+    with _single_threaded_blas():
         if method == "refit":
             scores, variance = _refit_scores(model, X, y)
             info = {"method": method, "variance": variance}
@@ -259,7 +258,7 @@ def _over_candidates(
 
 
 def _single_threaded(fn, arg):
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+    with _single_threaded_blas():
         return fn(arg)
 
 
