@@ -10,21 +10,11 @@ import pytest
 from divpred.commands import model_io
 from divpred.commands import partition as partition_cmd
 
-LETTERS = np.array(list("RDBN"))
+from .conftest import two_rule_letters
 
 
 def letters_table(n=240, n_second=60, seed=0, positions=4):
-    """SD-like words (uniform letters) labelled by two linear rules: rows n - n_second.. differ."""
-    rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 4, size=(n, positions))
-    onehot = np.eye(4)[codes].reshape(n, -1)
-    w1 = rng.normal(size=onehot.shape[1])
-    w2 = -w1 + 0.3 * rng.normal(size=onehot.shape[1])
-    score = np.where(np.arange(n) < n - n_second, onehot @ w1, onehot @ w2)
-    label = np.where(score > np.median(score), "high", "low")
-    frame = pd.DataFrame({f"Q{i}": LETTERS[codes[:, i]] for i in range(positions)})
-    frame["cls"] = label
-    return frame
+    return two_rule_letters(n, n_second, seed, positions)
 
 
 def parser():

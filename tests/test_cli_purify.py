@@ -10,7 +10,8 @@ from PIL import Image
 import divpred.plots
 from divpred import MultinomialLogit, Purifier, cli, influence_variance
 
-LETTERS = np.array(list("RDBN"))
+from .conftest import LETTERS, assert_one_line_error, two_rule_letters
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BLUE_RGB = (0x1F, 0x77, 0xB4)  # divpred.plots.BLUE
 ORANGE_RGB = (0xFF, 0x7F, 0x0E)  # divpred.plots.ORANGE
@@ -22,16 +23,7 @@ ALPHA, DAMPING, K, SEED = 1e-3, 0.05, 7, 3
 
 def mixture_frame(n=N, n_second=30, seed=0, positions=4):
     """Letter words + one numeric column; the last ``n_second`` rows follow an opposite rule."""
-    rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 4, size=(n, positions))
-    onehot = np.eye(4)[codes].reshape(n, -1)
-    w1 = rng.normal(size=onehot.shape[1])
-    w2 = -w1 + 0.3 * rng.normal(size=onehot.shape[1])
-    score = np.where(np.arange(n) < n - n_second, onehot @ w1, onehot @ w2)
-    frame = pd.DataFrame({f"Q{i}": LETTERS[codes[:, i]] for i in range(positions)})
-    frame["x"] = rng.normal(size=n).round(3)
-    frame["cls"] = np.where(score > np.median(score), "high", "low")
-    return frame
+    return two_rule_letters(n, n_second, seed, positions, numeric_column="x")
 
 
 def encode(frame, label="cls"):
@@ -349,16 +341,6 @@ def test_checkpoint_resume_equals_straight_run(data, tmp_path, capsys, monkeypat
 
 
 # ------------------------------------------------------------------------------ errors
-def assert_one_line_error(code, out, err, *fragments):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("divpred: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def _write(tmp_path, name, frame):
     path = tmp_path / name
     frame.to_csv(path, index=False)

@@ -11,6 +11,8 @@ import pytest
 
 from divpred import MultinomialLogit, cli, influence_moments, influence_variance
 
+from .conftest import assert_one_line_error
+
 LETTERS = np.array(list("RDB"))
 
 
@@ -37,16 +39,6 @@ def run_cli(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code, out, err, *fragments):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("divpred: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_csv_json_matches_influence_variance_in_process(capsys, letters_csv):
