@@ -61,8 +61,9 @@ class Purifier(BaseEstimator):
         peak of the accuracy on a held-out stratified ``validation_fraction`` of the training
         data (or on ``validation_set``), after ``patience`` iterations without improvement;
         ``"agreement"`` the first iteration at which the refit model predicts the labels of more
-        than ``agreement_threshold`` of the k points just removed (held out from it), i.e. the
-        removals have turned from contaminants to points that fit the kept data.
+        than ``agreement_threshold`` of the last 20 removed points (pooled over the last
+        batches; they are held out from it), i.e. the removals have turned from contaminants to
+        points that fit the kept data.
         With ``"none"`` the loop runs ``max_iter`` iterations and ``best_iteration_`` is the
         last one. Measured accuracy of each rule: ``docs/purification.md``.
     tol, knee_ratio, patience, validation_fraction, agreement_threshold : parameters of the
@@ -75,8 +76,8 @@ class Purifier(BaseEstimator):
     progress : bool, default=False
         Show a progress bar (tqdm) on stderr.
     n_jobs : int or None, default=None
-        Worker threads for the exact scores (see :func:`~divpred.delta_scores`); the history
-        does not depend on it.
+        Workers for the exact scores (see :func:`~divpred.delta_scores`); the history does not
+        depend on it.
 
     Attributes
     ----------
