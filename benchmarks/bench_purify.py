@@ -357,6 +357,14 @@ def ceiling(alphas=(1e-4, 1e-5)) -> pd.DataFrame:
                 X[without_harmful], y[without_harmful]).score(Xt, yt)
             acc_clean_back = MultinomialLogit(alpha=alpha).fit(
                 X[clean_back], y[clean_back]).score(Xt, yt)
+            # harmful rows left at the best iteration that a refit without each of them still
+            # labels as their (wrong) label: no held-out check of this model can flag them
+            consistent = 0
+            for i in np.flatnonzero(at_best & harmful):
+                loo = at_best.copy()
+                loo[i] = False
+                fit_i = MultinomialLogit(alpha=alpha).fit(X[loo], y[loo])
+                consistent += int(fit_i.predict(X[i : i + 1])[0] == y[i])
             for label, oracle in (("clean rows", ~contam), ("all but harmful", ~harmful)):
                 size = int(oracle.sum())
                 it = (len(y) - size) // 10
@@ -380,6 +388,8 @@ def ceiling(alphas=(1e-4, 1e-5)) -> pd.DataFrame:
                     "best_iteration": best,
                     "best_without_harmful_left": acc_without_harmful,
                     "best_with_clean_back": acc_clean_back,
+                    "harmful_left_at_best": int(np.sum(at_best & harmful)),
+                    "of_them_fit_by_leave_one_out_refit": consistent,
                 })
     return pd.DataFrame(rows)
 
