@@ -23,15 +23,6 @@ from divpred.data import (
     load_sd_csv,
 )
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper"
-
-
-@pytest.fixture
-def paper_dir() -> Path:
-    if not PAPER_DIR.is_dir():
-        pytest.skip(f"paper data folder not found: {PAPER_DIR}")
-    return PAPER_DIR
-
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
@@ -181,14 +172,14 @@ def test_load_csv_unseen_category_in_test_file(tmp_path):
         load_csv(bad, "label", encoder=train.encoder)
 
 
-def test_load_csv_paper_file(paper_dir):
-    data = load_csv(paper_dir / "synthetic_train_pure.csv", "Q10")
+def test_load_csv_paper_file(paper_data):
+    data = load_csv(paper_data / "synthetic_train_pure.csv", "Q10")
     assert data.X.shape == (1000, 40)
     np.testing.assert_array_equal(data.X.sum(axis=1), 10.0)
     assert data.feature_names[:4] == ["Q0_B", "Q0_D", "Q0_N", "Q0_R"]  # sorted categories
-    sd = load_sd_csv(paper_dir / "synthetic_train_pure.csv")
+    sd = load_sd_csv(paper_data / "synthetic_train_pure.csv")
     np.testing.assert_array_equal(sd.y, data.y)
-    test = load_csv(paper_dir / "synthetic_test_dis1.csv", "Q10", encoder=data.encoder)
+    test = load_csv(paper_data / "synthetic_test_dis1.csv", "Q10", encoder=data.encoder)
     assert test.feature_names == data.feature_names and test.X.shape == (1000, 40)
 
 
@@ -392,14 +383,14 @@ def test_load_digits_pair_errors(a, b, match):
 @pytest.mark.parametrize(
     ("name", "counts"), [("Image_train_30error.npz", [288, 312]), ("Image_test.npz", [300, 300])]
 )
-def test_load_paper_emnist(paper_dir, name, counts):
-    data = load_paper_emnist(paper_dir / name)
+def test_load_paper_emnist(paper_data, name, counts):
+    data = load_paper_emnist(paper_data / name)
     assert data.X.shape == (600, 784) and data.X.dtype == np.float64
     assert 0.0 <= data.X.min() and data.X.max() == 1.0
     assert data.y.dtype == np.int64
     assert [int(np.sum(data.y == d)) for d in (4, 8)] == counts
     with pytest.raises(ValueError, match="'X_test' is empty"):
-        load_npz(paper_dir / name, part="test")
+        load_npz(paper_data / name, part="test")
 
 
 def test_load_paper_emnist_rejects_other_shapes(tmp_path):

@@ -22,7 +22,6 @@ float rounding of that sum, which other summation orders do not reproduce.
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,15 +43,6 @@ from divpred.data import (
     random_sd_distribution,
     separable_letter_table,
 )
-
-PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper"
-
-
-@pytest.fixture
-def paper_dir() -> Path:
-    if not PAPER_DIR.is_dir():
-        pytest.skip(f"paper data folder not found: {PAPER_DIR}")
-    return PAPER_DIR
 
 
 def _blocks(name):
@@ -131,8 +121,8 @@ def test_file_convention_is_a_global_renaming():
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_SD_FILES))
-def test_paper_files_follow_their_block_rules(paper_dir, name):
-    frame = pd.read_csv(paper_dir / name)
+def test_paper_files_follow_their_block_rules(paper_data, name):
+    frame = pd.read_csv(paper_data / name)
     data = SDData.from_frame(frame)
     assert len(data) == sum(n for _, n in PAPER_SD_FILES[name])
     for dist_id, rows in _blocks(name):
@@ -144,17 +134,17 @@ def test_paper_files_follow_their_block_rules(paper_dir, name):
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_SD_FILES))
-def test_paper_file_blocks_are_not_explained_by_another_rule(paper_dir, name):
-    data = load_sd_csv(paper_dir / name)
+def test_paper_file_blocks_are_not_explained_by_another_rule(paper_data, name):
+    data = load_sd_csv(paper_data / name)
     for dist_id, rows in _blocks(name):
         for other in {1, 2, 3} - {dist_id}:
             agree = PAPER_FILE_DISTRIBUTIONS[other].label(data.letters[rows]) == data.y[rows]
             assert agree.mean() < 0.5, (name, dist_id, other, agree.mean())
 
 
-def test_paper_file_relations(paper_dir):
+def test_paper_file_relations(paper_data):
     def read(n):
-        return pd.read_csv(paper_dir / n)
+        return pd.read_csv(paper_data / n)
 
     pure = read("synthetic_train_pure.csv")
     mix2 = read("synthetic_train_mix_2spec.csv")
@@ -167,9 +157,9 @@ def test_paper_file_relations(paper_dir):
     assert not pure.iloc[700:].reset_index(drop=True).equals(mix2.iloc[700:].reset_index(drop=True))
 
 
-def test_paper_ties_need_left_to_right_float_sum(paper_dir):
+def test_paper_ties_need_left_to_right_float_sum(paper_data):
     """Rows scoring exactly a1, a2 or a3 are labelled by float rounding of the sequential sum."""
-    data = load_sd_csv(paper_dir / "synthetic_train_pure.csv")
+    data = load_sd_csv(paper_data / "synthetic_train_pure.csv")
     d = PAPER_FILE_DISTRIBUTIONS[1]
     w = np.vectorize(lambda s: round(10 * d.letter_weights[s]))(data.letters)
     exact = w @ np.asarray(d.feature_weights, dtype=np.int64)  # 10 * C(x), exact integers
@@ -182,8 +172,8 @@ def test_paper_ties_need_left_to_right_float_sum(paper_dir):
     assert np.all(d.label(data.letters) == data.y)  # the sequential float64 sum does
 
 
-def test_paper_letters_look_uniform(paper_dir):
-    data = load_sd_csv(paper_dir / "synthetic_mix123.csv")
+def test_paper_letters_look_uniform(paper_data):
+    data = load_sd_csv(paper_data / "synthetic_mix123.csv")
     freq = data.X.reshape(-1, 10, 4).mean(axis=(0, 1))
     np.testing.assert_allclose(freq, 0.25, atol=0.01)
 

@@ -2,7 +2,6 @@
 
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from divpred.estimators import DivideAndPredictClassifier, PurifiedClassifier
 from divpred.partition import Partitioner
 
 from .test_partition import regions, two_rules
-
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper"
 
 
 def _fast_partitioner():
@@ -96,13 +93,11 @@ def test_purified_classifier_rejects_bad_purifier_and_one_class():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["2spec", "3spec"])
-def test_purified_classifier_matches_purifier_best_on_paper_data(name):
+def test_purified_classifier_matches_purifier_best_on_paper_data(name, paper_data):
     from divpred.data import load_sd_csv
 
-    train_path = PAPER / f"synthetic_train_mix_{name}.csv"
-    if not train_path.exists():
-        pytest.skip(f"paper data not found at {PAPER}")
-    train, test = load_sd_csv(train_path), load_sd_csv(PAPER / "synthetic_test_dis1.csv")
+    train = load_sd_csv(paper_data / f"synthetic_train_mix_{name}.csv")
+    test = load_sd_csv(paper_data / "synthetic_test_dis1.csv")
     pur = Purifier(MultinomialLogit(alpha=1e-4), k=10, max_iter=40, stop="knee",
                    random_state=0).fit(train.X, train.y, eval_set=(test.X, test.y))
     best = pur.history_["eval_accuracy"].iloc[pur.best_iteration_]
@@ -220,13 +215,11 @@ def test_estimators_pickle_round_trip(region_data):
 
 
 @pytest.mark.slow
-def test_dnp_falls_back_on_paper_sd2():
+def test_dnp_falls_back_on_paper_sd2(paper_data):
     from divpred.data import load_sd_csv
 
-    path = PAPER / "synthetic_train_mix_2spec.csv"
-    if not path.exists():
-        pytest.skip(f"paper data not found at {PAPER}")
-    train, test = load_sd_csv(path), load_sd_csv(PAPER / "synthetic_test_dis1.csv")
+    train = load_sd_csv(paper_data / "synthetic_train_mix_2spec.csv")
+    test = load_sd_csv(paper_data / "synthetic_test_dis1.csv")
     dnp = DivideAndPredictClassifier(random_state=0).fit(train.X, train.y)
     assert dnp.routing_used_ == "dominant"
     assert abs(dnp.router_accuracy_ - dnp.router_chance_) < 0.05

@@ -1,6 +1,5 @@
 """Partition by repeated purification: the knee, the purity rule, input regions, checkpoints."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,8 +15,6 @@ from divpred.partition import (
     partition,
     partition_scores,
 )
-
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper"
 
 
 def two_rules(n1=240, n2=80, d=3, seed=0):
@@ -244,13 +241,10 @@ def test_random_state_none_is_stored_in_the_checkpoint(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,sizes,min_ari", [("2spec", (700, 300), 0.55),
                                                 ("3spec", (700, 150, 150), 0.5)])
-def test_paper_sd_partition(name, sizes, min_ari):
+def test_paper_sd_partition(name, sizes, min_ari, paper_data):
     from divpred.data import load_sd_csv
 
-    path = PAPER / f"synthetic_train_mix_{name}.csv"
-    if not path.exists():
-        pytest.skip(f"paper data not found at {PAPER}")
-    d = load_sd_csv(path)
+    d = load_sd_csv(paper_data / f"synthetic_train_mix_{name}.csv")
     truth = np.repeat(np.arange(len(sizes)), sizes)
     part = Partitioner(MultinomialLogit(alpha=1e-4), random_state=0).fit(d.X, d.y,
                                                                        true_blocks=truth)
