@@ -145,12 +145,12 @@ def test_top_delta_points_are_contaminants_on_sd2(paper_data):
 @pytest.mark.parametrize("method", ["fast1", "fast2"])
 def test_binary_dual_fast_paths_equal_primal(method, monkeypatch):
     """For two classes and n < m the fast scores use n x n algebra; it must equal the primal."""
-    import divpred.scores as scores_module
+    from divpred._state import FittedState
 
     X, y = make_classification(25, 40, 2, seed=9)
     model = MultinomialLogit(alpha=1e-2).fit(X, y)
     dual, info = delta_scores(model, X, y, method, return_info=True)
-    monkeypatch.setattr(scores_module, "_use_binary_dual", lambda state: False)
+    monkeypatch.setattr(FittedState, "binary_dual", property(lambda self: False))
     primal, info_primal = delta_scores(model, X, y, method, return_info=True)
     np.testing.assert_allclose(dual, primal, rtol=1e-9, atol=1e-12 * np.abs(primal).max())
     assert info["variance"] == pytest.approx(info_primal["variance"], rel=1e-10)

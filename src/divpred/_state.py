@@ -124,22 +124,40 @@ class FittedState:
         """Xa H^{-1} Xa^T for a binary model (B = 1), from n x n algebra only, (n, n)."""
         return dual_gram(self.Gm, self.W[:, 0, 0] / self.n, self.mu)
 
+    @property
+    def binary_dual(self) -> bool:
+        """Binary model with fewer points than parameters: the n x n forms are the cheaper ones."""
+        return self.B == 1 and self.n < self.D and self.mu > 0
+
+    @cached_property
+    def HinvS(self) -> np.ndarray:
+        """H^{-1} S with S = G^T G, (m, m)."""
+        return self.HinvGt @ self.G
+
+    @cached_property
+    def K_dual(self) -> np.ndarray:
+        """Influence matrix K = -(r r^T) o Mx of a binary model (see ``binary_dual``), (n, n)."""
+        r = self.R[:, 0]
+        return -(r[:, None] * self.Mx_dual * r[None, :])
+
+    @cached_property
+    def pair_sums(self) -> tuple[float, float]:
+        """S1 = sum_{i != j} K_ij and S2 = sum_{i != j} K_ij^2, without an n x n matrix unless
+        ``binary_dual`` makes it the cheaper form."""
+        if self.binary_dual:
+            K = self.K_dual
+            diag = np.diag(K)
+            return float(K.sum() - diag.sum()), float(np.sum(K * K) - np.sum(diag**2))
+        d = self.self_influence
+        col = self.G.sum(axis=0)
+        S1 = -col @ self.solve(col) + d.sum()
+        S2 = np.sum(self.HinvS * self.HinvS.T) - np.sum(d * d)
+        return float(S1), float(S2)
+
     @cached_property
     def variance(self) -> float:
-        """V[X] over the ordered pairs i != j, from the cached solves (no n x n matrix unless
-        the binary dual form, n < D, is the cheaper one)."""
-        if self.B == 1 and self.n < self.D and self.mu > 0:
-            r = self.R[:, 0]
-            K = -(r[:, None] * self.Mx_dual * r[None, :])
-            diag = np.diag(K)
-            S1, S2 = K.sum() - diag.sum(), np.sum(K * K) - np.sum(diag**2)
-        else:
-            d = self.self_influence
-            col = self.G.sum(axis=0)
-            S1 = -col @ self.solve(col) + d.sum()
-            A = self.HinvGt @ self.G  # H^{-1} S, (m, m)
-            S2 = np.sum(A * A.T) - np.sum(d * d)
-        return float(variance_from_sums(S1, S2, self.n))
+        """V[X] over the ordered pairs i != j."""
+        return float(variance_from_sums(*self.pair_sums, self.n))
 
     def losses(self) -> np.ndarray:
         """Per-point cross-entropy -log p_{y_i}(x_i), (n,)."""

@@ -402,10 +402,9 @@ def _first_order_terms(state: FittedState) -> dict:
     col = G.sum(axis=0)
     r = -(Y @ col)  # r_z = sum_j K_zj
     S = G.T @ G
-    HinvS = state.solve(S)
+    HinvS = state.HinvS
     s = np.einsum("ij,ij->i", Y @ S, Y)  # s_z = sum_j K_zj^2
-    S1 = -col @ state.solve(col) + dprime.sum()
-    S2 = np.sum(HinvS * HinvS.T) - np.sum(dprime * dprime)
+    S1, S2 = state.pair_sums
     N = n * (n - 1.0)
 
     # Phi G with Phi = (2/N)(K - (S1/N) 1 1^T), zero diagonal, and K G = -G H^{-1} S
@@ -445,21 +444,16 @@ def _hessian_shift_coefficients(state: FittedState, Qd: np.ndarray) -> np.ndarra
 # the n x n matrix Mx = Xa H^{-1} Xa^T, which the push-through identity gives from the n x n Gram
 # matrix Gm = Xa Xa^T without any m x m work:
 #   Xa (Xa^T Omega Xa + mu I)^{-1} Xa^T = (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu,  U^2 = Omega.
-def _use_binary_dual(state: FittedState) -> bool:
-    return state.B == 1 and state.n < state.D and state.mu > 0
-
-
 def _first_order_terms_dual(state: FittedState) -> dict:
     """The keys of :func:`_first_order_terms` for B = 1, n < m, in O(n^3 + n^2 D)."""
     n = state.n
     r = state.R[:, 0]
     w = state.W[:, 0, 0]
     Mx = state.Mx_dual
-    K = -(r[:, None] * Mx * r[None, :])
+    K = state.K_dual
     diag = np.diag(K).copy()
     K2 = K * K
-    S1 = K.sum() - diag.sum()
-    S2 = K2.sum() - np.sum(diag * diag)
+    S1, S2 = state.pair_sums
     N = n * (n - 1.0)
     Phi = (2.0 / N) * (K - S1 / N)
     np.fill_diagonal(Phi, 0.0)
@@ -478,7 +472,7 @@ def _first_order_terms_dual(state: FittedState) -> dict:
 def _fast1(state: FittedState) -> np.ndarray:
     """delta(z) itself (not V_{-z}): the pair-removal part is formed without cancellation."""
     n = state.n
-    f = _first_order_terms_dual(state) if _use_binary_dual(state) else _first_order_terms(state)
+    f = _first_order_terms_dual(state) if state.binary_dual else _first_order_terms(state)
     qw = np.einsum("nab,nab->n", f["Qd"], state.W)
     renorm = (qw.mean() - qw) / (n - 1.0)
     b = f["r"] + f["dprime"]
@@ -493,7 +487,7 @@ def _fast2(state: FittedState) -> np.ndarray:
     Xa = state.Xa
     # K~ = -G H~^{-1} G^T, and with layout [a][z, i]: T[a][z, i] = xa_z . (H~^{-1} g_i)_a,
     # KT[a][z, i] = sum_j K~_ij T[a][z, j], Hd[z, a, b] = xa_z^T (H~^{-1})_ab xa_z.
-    if _use_binary_dual(state):
+    if state.binary_dual:
         f = _first_order_terms_dual(state)
         r = state.R[:, 0]
         Mxt = dual_gram(state.Gm, state.W[:, 0, 0] / (n - 1.0), state.mu)
