@@ -33,7 +33,20 @@ from .stopping import STOP_RULES, choose_iteration
 
 __all__ = ["Purifier"]
 
-CHECKPOINT_VERSION = 2  # 2: history rows carry removed_agreement
+CHECKPOINT_VERSION = 3  # 2: history rows carry removed_agreement; 3: removal scores, stop
+
+STOP_CAUSES = ("none", "max_iter", "min_size", "single_class")
+"""Values of ``Purifier.stopped_by_`` besides the name of the rule that fired."""
+
+_RULE_CRITERIA = {
+    "relative": "|dV|/V fell below tol={tol:g}",
+    "knee": "the per-iteration decrease of V fell below knee_ratio={knee_ratio:.3g} of the "
+            "steepest one",
+    "separable": "the model fits every kept training label",
+    "validation": "the validation accuracy did not improve for patience={patience} iterations",
+    "agreement": "the refit model predicts the labels of more than agreement_threshold="
+                 "{agreement_threshold:g} of the last removed points",
+}
 
 
 class Purifier(BaseEstimator):
@@ -89,12 +102,22 @@ class Purifier(BaseEstimator):
         ``val_accuracy`` and ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
+    removal_scores_ : ndarray of float, same shape as ``removal_order_``
+        The score (delta(z) for the variance methods) of each removed row at the iteration that
+        removed it, as used to rank it; kept in the checkpoint, never recomputed.
     best_iteration_ : int
     keep_mask_ : ndarray of bool, shape (n,)
         Rows kept at ``best_iteration_`` (validation rows, if any, are False).
     model_ : fitted model on the rows of ``keep_mask_``.
     stop_iteration_ : int
         The last iteration computed.
+    stopped_by_ : str
+        What ended the loop: the name of the ``stop`` rule that fired; ``"max_iter"`` when the
+        iteration cap came first; ``"none"`` when ``stop="none"`` ran to the cap;
+        ``"min_size"`` when one more removal would shrink the kept set below ``min_size``;
+        ``"single_class"`` when it would leave a single class. A resumed run reports the same.
+    stop_reason_ : str
+        One sentence saying the same for people, e.g. "the knee rule fired at iteration 24".
     seconds_ : list of float
         Wall time of each iteration (not part of the history, so that resumed runs compare equal).
     """
@@ -195,11 +218,13 @@ class Purifier(BaseEstimator):
                                        contamination)
             records = [rec]
             order: list[int] = []
+            scores_removed: list[float] = []
             thetas = [model.theta_]
             self.seconds_ = [0.0]
-            self._save_checkpoint(fingerprint, records, order, thetas)
+            stopped_by = None
+            self._save_checkpoint(fingerprint, records, order, scores_removed, thetas, None)
         else:
-            records, order, thetas = state
+            records, order, scores_removed, thetas, stopped_by = state
             keep = pool.copy()
             keep[order] = False
             model = clone(base)
@@ -209,9 +234,20 @@ class Purifier(BaseEstimator):
 
         bar = _progress(self.progress, self.max_iter, len(records) - 1)
         it = len(records) - 1
-        while it < self.max_iter and not self._stopped(records):
+        # A run ended by the data (min_size, single_class) stays ended whatever max_iter says;
+        # a run ended by the cap may go on with a larger one.
+        if stopped_by not in ("min_size", "single_class"):
+            stopped_by = None
+        while stopped_by is None:
+            if self._stopped(records) is not None:
+                stopped_by = self.stop
+                break
+            if it >= self.max_iter:
+                stopped_by = "none" if self.stop == "none" else "max_iter"
+                break
             kept_idx = np.nonzero(keep)[0]
             if kept_idx.size - self.k < min_size:
+                stopped_by = "min_size"
                 break
             t0 = time.perf_counter()
             seed = _iteration_seed(self.random_state, it)
@@ -223,13 +259,16 @@ class Purifier(BaseEstimator):
                 with _single_threaded_blas():
                     scores, info = scores_from_state(fitted, self.method, seed,
                                                      n_jobs=effective_n_jobs(self.n_jobs))
-            top = kept_idx[np.argsort(-scores, kind="stable")[: self.k]]
+            ranked = np.argsort(-scores, kind="stable")[: self.k]
+            top = kept_idx[ranked]
             keep[top] = False
             if np.unique(y[keep]).shape[0] < 2:
                 # Removing these would leave one class: nothing left to purify against.
                 keep[top] = True
+                stopped_by = "single_class"
                 break
             order.extend(int(i) for i in top)
+            scores_removed.extend(float(v) for v in scores[ranked])
             it += 1
             if base.get_params().get("solver") != "adam":
                 model.set_params(warm_start=True)
@@ -239,18 +278,22 @@ class Purifier(BaseEstimator):
             records.append(rec)
             thetas.append(model.theta_)
             self.seconds_.append(time.perf_counter() - t0)
-            self._save_checkpoint(fingerprint, records, order, thetas)
+            self._save_checkpoint(fingerprint, records, order, scores_removed, thetas, None)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(size=int(keep.sum()), V=f"{records[-1]['variance']:.4g}")
         if bar is not None:
             bar.close()
+        self._save_checkpoint(fingerprint, records, order, scores_removed, thetas, stopped_by)
 
         self.history_ = pd.DataFrame.from_records(records)
         self.removal_order_ = np.asarray(order, dtype=int)
+        self.removal_scores_ = np.asarray(scores_removed, dtype=np.float64)
         self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
         chosen = self._stopped(records)
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
+        self.stopped_by_ = stopped_by
+        self.stop_reason_ = self._stop_reason(stopped_by, min_size)
         self.keep_mask_ = pool.copy()
         self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k]] = False
         self.model_ = clone(base)
@@ -269,6 +312,32 @@ class Purifier(BaseEstimator):
             tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
             threshold=self.agreement_threshold,
         )
+
+    def _stop_reason(self, stopped_by: str, min_size: int) -> str:
+        """The sentence of ``stop_reason_`` (needs ``stop_iteration_`` and ``best_iteration_``)."""
+        last, best = self.stop_iteration_, self.best_iteration_
+        pending = "" if self.stop == "none" else f"; the {self.stop} rule had not fired"
+        if stopped_by == self.stop != "none":
+            criterion = _RULE_CRITERIA.get(self.stop)
+            text = f"the {self.stop} rule fired at iteration {last}"
+            if criterion:
+                text += " (" + criterion.format(**self.get_params(deep=False)) + ")"
+            if best != last:
+                text += f" and chose iteration {best}"
+            return text
+        if stopped_by == "max_iter":
+            return (f"reached the iteration cap (max_iter={self.max_iter}) before the "
+                    f"{self.stop} rule fired")
+        if stopped_by == "none":
+            return (f"ran to the iteration cap (max_iter={self.max_iter}) with no stopping rule "
+                    "(stop=\"none\")")
+        if stopped_by == "min_size":
+            return (f"stopped at iteration {last}: removing {self.k} more rows would leave "
+                    f"fewer than min_size={min_size}{pending}")
+        if stopped_by == "single_class":
+            return (f"stopped at iteration {last}: removing the next {self.k} rows would leave "
+                    f"a single class{pending}")
+        raise AssertionError(f"unknown stop cause {stopped_by!r}")
 
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
         """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
@@ -315,7 +384,7 @@ class Purifier(BaseEstimator):
         h.update(json.dumps(params, sort_keys=True, default=str).encode())
         return h.hexdigest()
 
-    def _save_checkpoint(self, fingerprint, records, order, thetas) -> None:
+    def _save_checkpoint(self, fingerprint, records, order, scores, thetas, stopped_by) -> None:
         if self.checkpoint is None:
             return
         _io.write_npz(
@@ -324,6 +393,8 @@ class Purifier(BaseEstimator):
             fingerprint=np.array(fingerprint),
             records=np.array(json.dumps(records, default=_io._json_default)),
             order=np.asarray(order, dtype=np.int64),
+            removal_scores=np.asarray(scores, dtype=np.float64),
+            stopped_by=np.array(stopped_by or ""),
             # one array per iteration: the number of classes may shrink along the way
             **{f"theta_{t}": theta for t, theta in enumerate(thetas)},
         )
@@ -337,6 +408,8 @@ class Purifier(BaseEstimator):
                 saved = str(data["fingerprint"])
                 records = json.loads(str(data["records"]))
                 order = data["order"].tolist()
+                scores = data["removal_scores"].tolist() if version == CHECKPOINT_VERSION else []
+                stopped_by = str(data["stopped_by"]) if version == CHECKPOINT_VERSION else ""
                 thetas = [data[f"theta_{t}"] for t in range(len(records))]
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
@@ -350,7 +423,7 @@ class Purifier(BaseEstimator):
                 f"checkpoint {self.checkpoint} belongs to other data or parameters; "
                 "delete it or choose another checkpoint path"
             )
-        return records, order, thetas
+        return records, order, scores, thetas, stopped_by or None
 
     def transform(self, X, y=None):
         """Not a transformer: use ``keep_mask_`` on the training data."""
