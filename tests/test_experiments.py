@@ -269,6 +269,7 @@ def test_reproduce_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Figure, "savefig", broken_savefig)
     with pytest.raises(RuntimeError, match="disk full"):
         reproduce.run(_parse(["--quiet", "reproduce", "fig5", "--quick", "--out", str(tmp_path)]))
+    # the figure's files land together or not at all: no CSV without its PNG
     assert not (tmp_path / "fig5.png").exists()
-    assert (tmp_path / "fig5.csv").exists()  # written before the plot, complete
+    assert not (tmp_path / "fig5.csv").exists()
     assert _no_temp_files(tmp_path) == []

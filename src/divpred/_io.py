@@ -2,15 +2,24 @@
 
 A crash or a kill in the middle of a write leaves either the old file or no file, never a
 half-written one, because ``os.replace`` is atomic on POSIX within one file system.
+
+:func:`staged_output` extends this to the set of files of one run: they are written into a
+hidden staging folder inside the output folder and moved into place together, under an
+exclusive lock of the output folder, only when all of them are written. A manifest
+(``.divpred-manifest.json``) lists the files of the last complete set; files of an earlier set
+that the new one does not contain are removed, so the folder never holds a mix of two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,9 +39,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; give the result the permissions open() would have.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        # The user knows the target, not our hidden temporary file: name the target.
+        raise _renamed_error(exc, {tmp_path: target}) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _renamed_error(exc: OSError, names: dict[Path, Path]) -> OSError:
+    """``exc`` with a hidden file name mapped through ``names`` (hidden -> shown path).
+
+    A file name outside every hidden path is kept; a missing one becomes the first shown path.
+    """
+    filename = exc.filename
+    if filename is None:
+        if not names:
+            return exc
+        filename = next(iter(names.values()))
+    else:
+        for hidden, shown in names.items():
+            try:
+                rel = Path(filename).relative_to(hidden)
+            except ValueError:
+                continue
+            filename = shown / rel
+            break
+    strerror = exc.strerror or str(exc) or type(exc).__name__
+    try:
+        new = type(exc)(exc.errno if exc.errno is not None else errno.EIO, strerror,
+                        str(filename))
+    except TypeError:  # an OSError subclass with another signature
+        new = OSError(exc.errno if exc.errno is not None else errno.EIO, strerror,
+                      str(filename))
+    return new
 
 
 def _umask() -> int:
@@ -80,6 +120,159 @@ def save_figure(path: str | os.PathLike, fig, **kwargs: Any) -> None:
     fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format=fmt, **kwargs)
+
+
+# --------------------------------------------------------------------- staged output folders
+MANIFEST = ".divpred-manifest.json"
+_STAGE_PREFIX = ".divpred-stage-"
+
+
+def check_output_dir(out_dir: str | os.PathLike, option: str = "--out") -> Path:
+    """Check that ``out_dir`` is, or can be created as, a writable folder; nothing is created.
+
+    Raises
+    ------
+    ValueError
+        ``out_dir`` (or a parent) exists and is not a folder, or cannot be written.
+    """
+    out = Path(out_dir)
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != out and not probe.is_dir():
+        raise ValueError(f"cannot create {option} {out}: {probe} is not a folder")
+    if probe == out and not out.is_dir():
+        raise ValueError(f"{option} exists and is not a directory: {out}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == out else f" (in {probe})"
+        raise ValueError(f"cannot write {option} {out}{where}: permission denied")
+    return out
+
+
+@contextlib.contextmanager
+def staged_output(
+    out_dir: str | os.PathLike,
+    *,
+    keep_previous: bool = False,
+    before_commit: Callable[[Path, Path], None] | None = None,
+    option: str = "--out",
+) -> Iterator[Path]:
+    """Yield a staging folder whose files replace the output of ``out_dir`` as one set.
+
+    Write every output file of the run into the yielded folder. When the block ends without
+    an error, under an exclusive lock of ``out_dir`` (so that concurrent runs commit one after
+    the other): ``before_commit(stage, out_dir)`` runs (e.g. to merge a summary with the one
+    in ``out_dir``), every staged file is moved into ``out_dir`` (``os.replace``: atomic per
+    file), files listed in the previous manifest but not staged now are removed (unless
+    ``keep_previous``) and the manifest is rewritten. On an error nothing in ``out_dir``
+    changes, and ``out_dir`` itself is removed again if this call created it.
+
+    ``out_dir`` is checked for writability (:func:`check_output_dir`) before anything else, so
+    that a run fails before its computation rather than after it. ``OSError``'s raised for a
+    staged file name the file's final path in ``out_dir``.
+    """
+    out = check_output_dir(out_dir, option)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _renamed_error(exc, {}) from None
+    _remove_stale_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=f"{_STAGE_PREFIX}{os.getpid()}-", dir=out))
+    try:
+        try:
+            yield stage
+            with _locked(out):
+                if before_commit is not None:
+                    before_commit(stage, out)
+                _commit(stage, out, keep_previous)
+        except OSError as exc:
+            raise _renamed_error(exc, {stage: out}) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty: a concurrent run may be using it
+            except OSError:
+                break
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: commits are still atomic per file
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, str]:
+    """``{relative path: sha256}`` of the last complete set written into ``out_dir``, or {}."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(files, dict):
+        return {}
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def _commit(stage: Path, out: Path, keep_previous: bool) -> None:
+    previous = read_manifest(out)
+    staged = sorted(p for p in stage.rglob("*") if p.is_file())
+    files: dict[str, str] = dict(previous) if keep_previous else {}
+    for src in staged:
+        rel = src.relative_to(stage).as_posix()
+        files[rel] = _sha256(src)
+    for src in staged:
+        dst = out / src.relative_to(stage)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    for rel in previous:
+        if rel not in files:
+            with contextlib.suppress(FileNotFoundError):
+                (out / rel).unlink()
+    write_json(out / MANIFEST, {"format": "divpred-output", "files": dict(sorted(files.items()))})
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Remove staging folders left in ``out`` by runs that were killed (their process is gone)."""
+    for stage in out.glob(f"{_STAGE_PREFIX}*"):
+        pid = stage.name[len(_STAGE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 
 def _json_default(obj: Any) -> Any:

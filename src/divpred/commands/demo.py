@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,12 +218,10 @@ def _text_table(r: dict) -> str:
 def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
     """Run the demo into folder ``out``; returns the results (see module docstring)."""
     t0 = time.perf_counter()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out exists and is not a directory: {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _io.check_output_dir(out)
     results, sections, files = [], [], {}
-    with single_threaded_blas():
+    # Every file is written into a staging folder and lands with the others at the end.
+    with _io.staged_output(out) as stage, single_threaded_blas():
         for ds in _datasets(SEED):
             r = _purify(ds, quick, progress)
             key = ds["key"]
@@ -238,11 +235,11 @@ def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
                 reference_label="oracle: clean rows only",
                 title=f"{r['name']}: purification",
             )
-            png = out / f"{key}.png"
+            png = stage / f"{key}.png"
             save_plot(fig, png)
-            hist_csv = out / f"{key}_history.csv"
-            _io.write_csv(hist_csv, r["history"].drop(columns=["removed"]))
-            files[key] = {"png": str(png), "history": str(hist_csv)}
+            hist_csv = f"{key}_history.csv"
+            _io.write_csv(stage / hist_csv, r["history"].drop(columns=["removed"]))
+            files[key] = {"png": str(out / png.name), "history": str(out / hist_csv)}
             results.append(r)
             sections.append(
                 ReportSection(
@@ -265,19 +262,19 @@ def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
                              "iteration; dashed black: oracle accuracy", png)],
                 )
             )
-    summary = _summary_frame(results)
-    _io.write_csv(out / "demo_summary.csv", summary)
-    seconds = time.perf_counter() - t0
-    report = write_html_report(
-        out / "report.html",
-        "divpred demo: variance-based purification",
-        [ReportSection("Summary", tables=[("", summary)]), *sections],
-        intro=_INTRO,
-        footer=f"Run time {seconds:.1f} s (before writing this report).",
-    )
+        summary = _summary_frame(results)
+        _io.write_csv(stage / "demo_summary.csv", summary)
+        seconds = time.perf_counter() - t0
+        write_html_report(
+            stage / "report.html",
+            "divpred demo: variance-based purification",
+            [ReportSection("Summary", tables=[("", summary)]), *sections],
+            intro=_INTRO,
+            footer=f"Run time {seconds:.1f} s (before writing this report).",
+        )
     return {
         "out": str(out),
-        "report": str(report),
+        "report": str(out / "report.html"),
         "summary_csv": str(out / "demo_summary.csv"),
         "files": files,
         "seconds": seconds,

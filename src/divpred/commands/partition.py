@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +46,7 @@ def run(args) -> int:
     from ..partition import Partitioner
 
     quiet = getattr(args, "quiet", False)
+    out = _io.check_output_dir(args.out)  # before any work
     data = load_dataset(args.data, label=args.label)
     if args.k < 1 or args.max_blocks < 1:
         raise ValueError("--k and --max-blocks must be positive")
@@ -58,12 +58,12 @@ def run(args) -> int:
     )
     part.fit(data.X, data.y)
 
-    out = Path(args.out)
     blocks = pd.DataFrame({"row": np.arange(data.X.shape[0]), "label": data.y,
                            "block": part.labels_})
-    _io.write_csv(out / "blocks.csv", blocks)
-    _io.write_csv(out / "block_summary.csv", part.blocks_)
-    _io.write_csv(out / "tests.csv", part.tests_)
+    with _io.staged_output(out) as stage:
+        _io.write_csv(stage / "blocks.csv", blocks)
+        _io.write_csv(stage / "block_summary.csv", part.blocks_)
+        _io.write_csv(stage / "tests.csv", part.tests_)
 
     summary = {
         "data": str(args.data),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ..data.loaders import load_csv, load_dataset
 
+    out = _io.check_output_dir(args.out)  # before any work: fail in seconds, not after the run
     train = load_dataset(args.data, label=args.label)
     eval_set = None
     if args.test:
@@ -71,19 +71,20 @@ def run(args) -> int:
                    progress=not quiet, n_jobs=args.n_jobs)
     pur.fit(train.X, train.y, eval_set=eval_set)
 
-    out = Path(args.out)
-    # Build the figure first: a plotting error must not leave the other outputs half-written.
     fig = _purification_figure(pur, args.data, args.stop)
     history = pur.history_.copy()
     history["removed"] = [" ".join(map(str, r)) for r in history["removed"]]
     if "eval_accuracy" in history:
         history = history.rename(columns={"eval_accuracy": "test_accuracy"})
-    _io.write_csv(out / "history.csv", history)
-    _io.write_npy(out / "keep_mask.npy", pur.keep_mask_)
     import pandas as pd
 
-    _io.write_csv(out / "kept_rows.csv", pd.DataFrame({"row": np.nonzero(pur.keep_mask_)[0]}))
-    _io.save_figure(out / "purification.png", fig, dpi=120, bbox_inches="tight")
+    # All outputs land together or not at all (a failed figure keeps the earlier run whole).
+    with _io.staged_output(out) as stage:
+        _io.write_csv(stage / "history.csv", history)
+        _io.write_npy(stage / "keep_mask.npy", pur.keep_mask_)
+        _io.write_csv(stage / "kept_rows.csv",
+                      pd.DataFrame({"row": np.nonzero(pur.keep_mask_)[0]}))
+        _io.save_figure(stage / "purification.png", fig, dpi=120, bbox_inches="tight")
 
     if args.json:
         rows = []

@@ -141,12 +141,9 @@ def run(args) -> int:
         for fig in figures:
             paper_tables[fig] = read_paper_table(fig, paper_dir)
 
-    out = Path(getattr(args, "out", None) or DEFAULT_OUT)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out exists and is not a directory: {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _io.check_output_dir(getattr(args, "out", None) or DEFAULT_OUT)
     command = _command_line(args)
-    records = _load_records(out)
+    records: dict = {}
 
     outer = None
     if not quiet and len(figures) > 1:
@@ -164,8 +161,11 @@ def run(args) -> int:
             progress=not quiet,
             **({"method": method} if fig in PURIFICATION_FIGURES else {}),
         )
-        records[fig] = _write_figure(out, fig, res, paper_tables.get(fig), command)
-        _write_summary(out, records)
+        # One commit per figure: its CSV, PNG and the summary land together. The summary is
+        # merged with the folder's under the commit lock, so concurrent runs lose no figure.
+        with _io.staged_output(out, keep_previous=True,
+                               before_commit=_summary_merger(records, fig)) as stage:
+            records[fig] = _write_figure(stage, out, fig, res, paper_tables.get(fig), command)
         if outer is not None:
             outer.update(1)
     if outer is not None:
@@ -222,11 +222,24 @@ def _plot(fig: str, res: dict):
     )
 
 
-def _write_figure(out: Path, fig: str, res: dict, paper_table, command: str) -> dict:
+def _summary_merger(records: dict, fig: str):
+    """before_commit hook: the folder's summary plus this run's record of ``fig``."""
+
+    def merge(stage: Path, out: Path) -> None:
+        merged = _load_records(out)
+        merged[fig] = records[fig]
+        _write_summary(stage, merged)
+
+    return merge
+
+
+def _write_figure(stage: Path, out: Path, fig: str, res: dict, paper_table,
+                  command: str) -> dict:
+    """Write ``fig``'s CSV and PNG into ``stage``; the record names their paths in ``out``."""
     csv_path, png_path = out / f"{fig}.csv", out / f"{fig}.png"
-    _io.write_csv(csv_path, res["table"])
+    _io.write_csv(stage / csv_path.name, res["table"])
     figure = _plot(fig, res)
-    save_plot(figure, png_path)
+    save_plot(figure, stage / png_path.name)
     ours = headline(fig, res["table"], reference_accuracy=res.get("reference_accuracy"))
     if fig in PURIFICATION_FIGURES:
         t = res["table"]
