@@ -10,7 +10,7 @@ Usage::
 
 Every experiment is a plain function returning a DataFrame; each table is cached as a CSV under
 benchmarks/results/ (``dnp-<name>.csv``, written atomically) and reused unless ``--fresh``.
-Needs the paper's data in ../shared/data/paper for ``ari`` and ``purified``.
+``ari`` and ``purified`` use the paper's data shipped with divpred (``divpred.datasets``).
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ from divpred.data import (
     make_sd,
     random_sd_distribution,
 )
+from divpred.datasets import paper_data_dir
 from divpred.estimators import DivideAndPredictClassifier, PurifiedClassifier
 from divpred.partition import Partitioner, confirmed_knee
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT.parent / "shared" / "data" / "paper"
+PAPER = paper_data_dir()  # the paper's files, shipped with divpred
 RESULTS = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
 

@@ -11,7 +11,7 @@ Usage::
     python benchmarks/bench_purify.py ceiling     # why V-descent stops short on SD-3 (oracle sets)
     python benchmarks/bench_purify.py all
 
-Needs the paper's data in ../shared/data/paper (relative to the repository root). Every curve is
+Uses the paper's data shipped with divpred (``divpred.datasets``). Every curve is
 cached (with a Purifier checkpoint) under benchmarks/results/, so an interrupted run resumes.
 """
 
@@ -30,10 +30,11 @@ from scipy.stats import spearmanr
 from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
 from divpred._io import write_csv
 from divpred.data import load_paper_emnist, load_sd_csv
+from divpred.datasets import paper_data_dir
 from divpred.stopping import choose_iteration
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT.parent / "shared" / "data" / "paper"
+PAPER = paper_data_dir()  # the paper's files, shipped with divpred
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # The paper's purification results (Figures 4, 6, 8 and their captions).
@@ -420,9 +421,6 @@ def main(argv=None) -> int:
                         default=["fast", "exact", "fast1", "fast2", "self_influence", "loss",
                                  "random"])
     args = parser.parse_args(argv)
-    if not PAPER.is_dir():
-        print(f"paper data not found at {PAPER}", file=sys.stderr)
-        return 2
     RESULTS.mkdir(exist_ok=True)
     sections = ([args.section] if args.section != "all"
                 else ["agreement", "speed", "curves", "study", "stopping", "ceiling"])

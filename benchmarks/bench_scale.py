@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from divpred.datasets import paper_data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT.parent / "shared" / "data" / "paper"
+PAPER = paper_data_dir()  # the paper's files, shipped with divpred
 RESULTS = Path(__file__).resolve().parent / "results"
 ALPHA, DAMPING = 1e-4, 0.01
 

@@ -46,9 +46,10 @@ from _common import (
     peak_rss_mb,
     run_child,
 )
+from divpred.datasets import paper_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-EMNIST = ROOT.parent / "shared" / "data" / "paper" / "Image_train_30error.npz"
+EMNIST = paper_data_dir() / "Image_train_30error.npz"  # shipped with divpred
 ALPHA, DAMPING = 1e-4, 0.01
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 TARGET_SECONDS, TARGET_GB = 60.0, 4.0
@@ -174,11 +175,8 @@ def main(argv=None) -> int:
          "naive": n == 1_000, "profile": args.profile and n == sizes[-1]}
         for n in sizes
     ]
-    if EMNIST.is_file():
-        cases.append({"label": "EMNIST 4/8", "data": "emnist", "repeat": repeat,
-                      "naive": not args.quick})
-    else:
-        print(f"(EMNIST row skipped: {EMNIST} not found)")
+    cases.append({"label": "EMNIST 4/8", "data": "emnist", "repeat": repeat,
+                  "naive": not args.quick})
 
     print(f"bench_variance: {machine_info()}")
     results = []

@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper"
+from divpred.datasets import paper_data_dir
+
+PAPER_DATA = paper_data_dir()
+"""The paper's files shipped inside the package (never skipped: they are always there)."""
 LETTERS = np.array(list("RDBN"))
 
 
@@ -21,9 +24,7 @@ def make_classification(n, d, C, seed, *, noise=1.0):
 
 
 @pytest.fixture
-def paper_data():
-    if not PAPER_DATA.is_dir():
-        pytest.skip(f"paper data not found at {PAPER_DATA}")
+def paper_data() -> Path:
     return PAPER_DATA
 
 

@@ -1,9 +1,11 @@
 """divpred: Divide and Predict (Huang, Mortveit, Reidys, arXiv 2603.08649).
 
-The public API. Core names are imported eagerly; plotting, reports, experiments, the
-Divide-and-Predict estimators, baselines and the optional Dask/PyTorch backends are imported on
-first use (``divpred.plot_purification`` loads matplotlib only then; ``divpred.DaskPurifier``
-needs ``pip install 'divpred[dask]'``, ``divpred.TorchInfluenceModel`` ``'divpred[torch]'``).
+The public API. Core names are imported eagerly; the paper's shipped data
+(``divpred.load_paper("sd2")``, ``divpred.load_paper_results("fig6")``), plotting, reports,
+experiments, the Divide-and-Predict estimators, baselines and the optional Dask/PyTorch
+backends are imported on first use (``divpred.plot_purification`` loads matplotlib only then;
+``divpred.DaskPurifier`` needs ``pip install 'divpred[dask]'``, ``divpred.TorchInfluenceModel``
+``'divpred[torch]'``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ _LAZY = {
     "plot_surface": "plots",
     "write_html_report": "report",
     "ReportSection": "report",
+    "load_paper": "datasets",
+    "load_paper_results": "datasets",
+    "paper_data_dir": "datasets",
+    "PaperData": "datasets",
+    "PAPER_DATASETS": "datasets",
     "figure3": "experiments",
     "figure4": "experiments",
     "figure5": "experiments",

@@ -277,7 +277,7 @@ def load_csv(path: PathLike, label: str, *, encoder: TabularEncoder | None = Non
     return Dataset(X, y, list(encoder.feature_names_), encoder, label, p)
 
 
-def load_sd_csv(path: PathLike, *, source=None) -> SDData:
+def load_sd_csv(path: PathLike, *, source=None, distributions=()) -> SDData:
     """Load a CSV in the paper's SD layout (``Q0..Q9`` letters, ``Q10`` label) as SDData.
 
     Unlike :func:`load_csv`, the one-hot columns follow :data:`~divpred.data.SD_FEATURE_NAMES`,
@@ -288,13 +288,15 @@ def load_sd_csv(path: PathLike, *, source=None) -> SDData:
     path : str or os.PathLike
     source : array-like of int, shape (n,), optional
         Block of each row (see :data:`~divpred.data.PAPER_SD_FILES`); -1 when omitted.
+    distributions : sequence of SDDistribution, optional
+        The rule of each block, stored in ``SDData.distributions``.
 
     Returns
     -------
     SDData
     """
     frame, _ = _read_table(path)
-    return SDData.from_frame(frame, source=source)
+    return SDData.from_frame(frame, source=source, distributions=distributions)
 
 
 def _flatten_images(X: np.ndarray, name: str) -> np.ndarray:
