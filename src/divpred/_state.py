@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 from scipy import linalg
 
+from ._rowpass import GradientRowStats, default_chunk_rows, gradient_row_stats
 from ._validation import MIN_POINTS, check_features, check_labels
 from .models import _softmax as sm
 
@@ -23,13 +24,18 @@ class FittedState:
     yidx: np.ndarray  # (n,)
     theta: np.ndarray  # (C, D)
     mu: float  # alpha + damping, the isotropic part of the influence Hessian
+    # Rows per block in the chunked passes over G (None: blocks of at most 16 MB); the results
+    # do not depend on it beyond rounding.
+    chunk_size: int | None = None
+    # Accumulate sum_i d'_i g_i g_i^T in the pass that V needs, because fast scores will follow.
+    for_fast_scores: bool = False
     Q: np.ndarray = field(init=False)  # (C, B)
 
     def __post_init__(self):
         self.Q = sm.contrast_basis(self.theta.shape[0])
 
     @classmethod
-    def from_model(cls, model, X, y) -> FittedState:
+    def from_model(cls, model, X, y, *, for_fast_scores: bool = False) -> FittedState:
         X = check_features(X)
         y = check_labels(y, X.shape[0])
         if X.shape[0] < MIN_POINTS + 1:
@@ -43,6 +49,7 @@ class FittedState:
             yidx=model.encode_labels(y),
             theta=model.theta_,
             mu=float(model.alpha + model.damping),
+            for_fast_scores=for_fast_scores,
         )
 
     @property
@@ -60,6 +67,10 @@ class FittedState:
     @property
     def m(self) -> int:
         return self.B * self.D
+
+    @property
+    def chunk_rows(self) -> int:
+        return self.chunk_size if self.chunk_size is not None else default_chunk_rows(self.m)
 
     @cached_property
     def P(self) -> np.ndarray:
@@ -105,14 +116,33 @@ class FittedState:
         return linalg.cho_solve(self.cho, rhs, check_finite=False)
 
     @cached_property
+    def Hinv(self) -> np.ndarray:
+        """H^{-1}, (m, m), symmetric: the chunked passes multiply blocks of G by it."""
+        Hinv = linalg.cho_solve(self.cho, np.eye(self.m), check_finite=False)
+        return 0.5 * (Hinv + Hinv.T)
+
+    @cached_property
     def HinvGt(self) -> np.ndarray:
-        """H^{-1} G^T, (m, n)."""
+        """H^{-1} G^T, (m, n). Small n only (the exact and fast2 paths)."""
         return self.solve(self.G.T)
 
     @cached_property
+    def row_stats(self) -> GradientRowStats:
+        """S = G^T G, d'_i, xa_i . (H^{-1} g_i)_a (and sum_i d'_i g_i g_i^T when
+        ``for_fast_scores``) from one row-chunked pass: nothing n x m is held."""
+        return gradient_row_stats(self, with_dgram=self.for_fast_scores and not self.binary_dual)
+
+    @cached_property
+    def col(self) -> np.ndarray:
+        """sum_i g_i, (m,)."""
+        return (self.R.T @ self.Xa).ravel()
+
+    @property
     def self_influence(self) -> np.ndarray:
         """d'_i = g_i^T H^{-1} g_i = -K_ii, (n,)."""
-        return np.einsum("ij,ji->i", self.G, self.HinvGt)
+        if self.binary_dual:
+            return -np.diag(self.K_dual)
+        return self.row_stats.dprime
 
     @cached_property
     def Gm(self) -> np.ndarray:
@@ -130,11 +160,6 @@ class FittedState:
         return self.B == 1 and self.n < self.D and self.mu > 0
 
     @cached_property
-    def HinvS(self) -> np.ndarray:
-        """H^{-1} S with S = G^T G, (m, m)."""
-        return self.HinvGt @ self.G
-
-    @cached_property
     def K_dual(self) -> np.ndarray:
         """Influence matrix K = -(r r^T) o Mx of a binary model (see ``binary_dual``), (n, n)."""
         r = self.R[:, 0]
@@ -149,9 +174,9 @@ class FittedState:
             diag = np.diag(K)
             return float(K.sum() - diag.sum()), float(np.sum(K * K) - np.sum(diag**2))
         d = self.self_influence
-        col = self.G.sum(axis=0)
-        S1 = -col @ self.solve(col) + d.sum()
-        S2 = np.sum(self.HinvS * self.HinvS.T) - np.sum(d * d)
+        HinvS = self.Hinv @ self.row_stats.S
+        S1 = -self.col @ (self.Hinv @ self.col) + d.sum()
+        S2 = np.sum(HinvS * HinvS.T) - np.sum(d * d)
         return float(S1), float(S2)
 
     @cached_property

@@ -25,6 +25,7 @@ from .models import MultinomialLogit
 from .models._softmax import _single_threaded_blas
 from .scores import (
     DELTA_METHODS,
+    FAST_METHODS,
     delta_scores,
     effective_n_jobs,
     scores_from_state,
@@ -341,7 +342,8 @@ class Purifier(BaseEstimator):
 
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
         """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
-        fitted = FittedState.from_model(model, X[keep], y[keep])
+        fitted = FittedState.from_model(model, X[keep], y[keep],
+                                        for_fast_scores=self.method in FAST_METHODS)
         with _single_threaded_blas():
             variance = fitted.variance
         rec = {

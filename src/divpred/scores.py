@@ -55,8 +55,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
 
+from ._rowpass import dprime_gram, score_row_stats
 from ._state import FittedState, dual_gram, pair_removal_delta
-from .models._softmax import _single_threaded_blas
+from .models._softmax import _single_threaded_blas, hessian_shift_coefficients
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
@@ -70,6 +71,7 @@ DELTA_METHODS = (
     "loss",
     "random",
 )
+FAST_METHODS = ("fast", "fast1", "fast2")
 FAST1_MIN_RATIO = 5.0
 FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB
 _CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
@@ -127,7 +129,7 @@ def delta_scores(
             scores, variance = _refit_scores(model, X, y)
             info = {"method": method, "variance": variance}
         else:
-            state = FittedState.from_model(model, X, y)
+            state = FittedState.from_model(model, X, y, for_fast_scores=method in FAST_METHODS)
             scores, info = scores_from_state(state, method, random_state, exact_form, jobs)
     return (scores, info) if return_info else scores
 
@@ -395,49 +397,41 @@ def _psd_factor(W: np.ndarray) -> np.ndarray:
 
 # -------------------------------------------------------------------------- fast paths
 def _first_order_terms(state: FittedState) -> dict:
-    """Pair-removal sums and the first-order model-shift pieces shared by fast1 and fast2."""
+    """Pair-removal sums and the first-order model-shift pieces shared by fast1 and fast2.
+
+    Two row-chunked passes (:mod:`divpred._rowpass`), nothing n x m held. With F_i = H^{-1} g_i,
+    A2 = H^{-1} S H^{-1}, Hcol = H^{-1} G^T 1 and Phi G = (2/N)(-G H^{-1} S + d' G
+    - (S1/N)(1 col^T - G)) (K G = -G H^{-1} S), the rows u_i of U = Phi G H^{-1} are
+    u_i = (2/N)(-A2 g_i + (d'_i + S1/N) F_i - (S1/N) Hcol), so t_i = U_i xa_i needs only the
+    per-point tA_i, tH_i and xa_i . Hcol_a; and M = H^{-1} G^T Phi G H^{-1} with
+    G^T Phi G = (2/N)(-S H^{-1} S + sum_i d'_i g_i g_i^T - (S1/N)(col col^T - S)).
+    """
     n, B, D = state.n, state.B, state.D
-    G, Y = state.G, state.HinvGt.T  # Y rows: H^{-1} g_i
-    dprime = state.self_influence  # -K_ii
-    col = G.sum(axis=0)
-    r = -(Y @ col)  # r_z = sum_j K_zj
-    S = G.T @ G
-    HinvS = state.HinvS
-    s = np.einsum("ij,ij->i", Y @ S, Y)  # s_z = sum_j K_zj^2
+    rows = state.row_stats
+    dprime, Hinv, S = rows.dprime, state.Hinv, rows.S
+    dgram = rows.dgram if rows.dgram is not None else dprime_gram(state, dprime)
+    col = state.col
     S1, S2 = state.pair_sums
     N = n * (n - 1.0)
-
-    # Phi G with Phi = (2/N)(K - (S1/N) 1 1^T), zero diagonal, and K G = -G H^{-1} S
-    PhiG = (2.0 / N) * (-(G @ HinvS) + dprime[:, None] * G - (S1 / N) * (col[None, :] - G))
-    U = state.solve(PhiG.T).T  # (n, m), rows u_i
-    M = Y.T @ PhiG  # H^{-1} G^T Phi G H^{-1} (the second H^{-1} is in Y)
-    M = state.solve(M.T).T
+    HinvS = Hinv @ S
+    A2 = HinvS @ Hinv
+    A2 = 0.5 * (A2 + A2.T)
+    GtPhiG = (2.0 / N) * (-(S @ HinvS) + dgram - (S1 / N) * (np.outer(col, col) - S))
+    M = Hinv @ GtPhiG @ Hinv
     M = 0.5 * (M + M.T)
-    Qd = np.empty((n, B, B))
-    for a in range(B):
-        for b in range(B):
-            Qd[:, a, b] = np.einsum(
-                "nd,nd->n", state.Xa @ M[a * D : (a + 1) * D, b * D : (b + 1) * D], state.Xa
-            )
-    t = np.einsum("nbd,nd->nb", U.reshape(n, B, D), state.Xa)  # U_i xa_i
+    more = score_row_stats(state, A2, M)
+
+    x_hcol = state.Xa @ (Hinv @ col).reshape(B, D).T  # xa_i . (Hcol)_a, (n, B)
+    t = (2.0 / N) * (-more.tA + (dprime + S1 / N)[:, None] * rows.tH - (S1 / N) * x_hcol)
     hu = np.einsum("nab,nb->na", state.W, t)  # h_i u_i = hu_i (x) xa_i
-    coef_h = _hessian_shift_coefficients(state, Qd)
-    c = ((-2.0 * hu + coef_h / n).T @ state.Xa).ravel()  # c = c_grad + c_hess
-    steps = Y / n  # Delta_z
+    c = ((-2.0 * hu + more.coef_h / n).T @ state.Xa).ravel()  # c = c_grad + c_hess
+    x_hc = state.Xa @ (Hinv @ c).reshape(B, D).T
     return {
-        "S1": S1, "S2": S2, "r": r, "s": s, "dprime": dprime, "Qd": Qd, "t": t,
-        "coef_h": coef_h, "shift": steps @ c,
-        "s_vec": np.einsum("zad,zd->za", steps.reshape(n, B, D), state.Xa),  # Delta_z xa_z
+        "S1": S1, "S2": S2, "r": -np.sum(state.R * x_hcol, axis=1), "s": more.s,
+        "dprime": dprime, "qw": more.qw, "t": t, "coef_h": more.coef_h,
+        "shift": np.sum(state.R * x_hc, axis=1) / n,  # c^T Delta_z = g_z^T H^{-1} c / n
+        "s_vec": rows.tH / n,  # Delta_z xa_z
     }
-
-
-def _hessian_shift_coefficients(state: FittedState, Qd: np.ndarray) -> np.ndarray:
-    """Q^T W_i v_i, (n, B): the third-derivative effect of a model shift on <M, H>."""
-    Zc = np.einsum("ca,nab,eb->nce", state.Q, Qd, state.Q, optimize=True)
-    v = np.einsum("ncc->nc", Zc) - 2.0 * np.einsum("nce,ne->nc", Zc, state.P)
-    P = state.P
-    Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
-    return Wv @ state.Q
 
 
 # Binary models with fewer points than parameters (images): every fast quantity is a function of
@@ -460,11 +454,12 @@ def _first_order_terms_dual(state: FittedState) -> dict:
     A1 = Mx * r[None, :]  # xa_i^T H^{-1} g_j
     t = np.sum(Phi * A1, axis=1)  # u_i . xa_i with U = Phi G H^{-1}
     Qd = np.sum((A1 @ Phi) * A1, axis=1)[:, None, None]  # xa_i^T M xa_i
-    coef_h = _hessian_shift_coefficients(state, Qd)
+    coef_h = hessian_shift_coefficients(state.P, state.Q, Qd)
     cc = -2.0 * w * t + coef_h[:, 0] / n  # c = Xa^T cc
     return {
         "S1": S1, "S2": S2, "r": K.sum(axis=1),
-        "s": K2.sum(axis=1), "dprime": -diag, "Qd": Qd, "t": t[:, None], "coef_h": coef_h,
+        "s": K2.sum(axis=1), "dprime": -diag, "qw": Qd[:, 0, 0] * w, "t": t[:, None],
+        "coef_h": coef_h,
         "shift": r * (Mx @ cc) / n, "s_vec": (r * np.diag(Mx) / n)[:, None],
     }
 
@@ -473,8 +468,7 @@ def _fast1(state: FittedState) -> np.ndarray:
     """delta(z) itself (not V_{-z}): the pair-removal part is formed without cancellation."""
     n = state.n
     f = _first_order_terms_dual(state) if state.binary_dual else _first_order_terms(state)
-    qw = np.einsum("nab,nab->n", f["Qd"], state.W)
-    renorm = (qw.mean() - qw) / (n - 1.0)
+    renorm = (f["qw"].mean() - f["qw"]) / (n - 1.0)
     b = f["r"] + f["dprime"]
     a = f["s"] - f["dprime"] ** 2
     return pair_removal_delta(f["S1"], f["S2"], n, b, a, f["shift"], renorm)

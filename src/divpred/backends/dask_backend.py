@@ -390,11 +390,6 @@ def _whitened(st: FittedState, Hinv: np.ndarray):
     return G, F, np.einsum("ij,ij->i", G, F)
 
 
-def _row_apply(st: FittedState, rows: np.ndarray) -> np.ndarray:
-    """U_i xa_i for rows U_i of shape (B, D): shape (n, B)."""
-    return np.einsum("nbd,nd->nb", rows.reshape(st.n, st.B, st.D), st.Xa)
-
-
 def _pass2_block(Xb, yb, rb, c):
     """[sum d', sum d'^2, sum d'_i g_i g_i^T (gram blocks), CG1, CG2] of one block."""
     st = _block_state(Xb, yb, rb, c)
@@ -407,39 +402,20 @@ def _pass2_block(Xb, yb, rb, c):
         U1 = -(F @ c["At"]) + dprime[:, None] * F
         U2 = F - c["Hcol"][None, :]
         for U in (U1, U2):
-            hu = np.einsum("nab,nb->na", st.W, _row_apply(st, U))  # h_i u_i = hu_i (x) xa_i
+            # h_i u_i = hu_i (x) xa_i
+            hu = np.einsum("nab,nb->na", st.W, sm.block_rows_dot(U, st.Xa))
             out.append((hu.T @ st.Xa).ravel())
     return np.concatenate(out)
 
 
 def _quad_blocks(st: FittedState, M: np.ndarray) -> np.ndarray:
-    """Qd_i[a, b] = xa_i^T M_ab xa_i for symmetric M in (B, B) blocks of D: shape (n, B, B)."""
-    B, D = st.B, st.D
-    Qd = np.empty((st.n, B, B))
-    for a in range(B):
-        for b in range(a, B):
-            blk = M[a * D : (a + 1) * D, b * D : (b + 1) * D]
-            Qd[:, a, b] = np.einsum("nd,nd->n", st.Xa @ blk, st.Xa)
-            Qd[:, b, a] = Qd[:, a, b]
-    return Qd
-
-
-def _hessian_shift_coef(st: FittedState, Qd: np.ndarray) -> np.ndarray:
-    """Q^T W_i v_i with v_i = diag(Z_i) - 2 Z_i p_i, Z_i = Q Qd_i Q^T: shape (n, B).
-
-    The third-derivative term: d<M, h_i>/d(theta) = (Q^T W_i v_i) (x) xa_i.
-    """
-    Z = np.einsum("ca,nab,eb->nce", st.Q, Qd, st.Q, optimize=True)
-    P = st.P
-    v = np.einsum("ncc->nc", Z) - 2.0 * np.einsum("nce,ne->nc", Z, P)
-    Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)
-    return Wv @ st.Q
+    return sm.block_quadratic_forms(st.Xa, M, st.B)
 
 
 def _pass3_block(Xb, yb, rb, c):
     """sum_i (Q^T W_i v_i) (x) xa_i of one block (the Hessian part of c, times n)."""
     st = _block_state(Xb, yb, rb, c)
-    coef = _hessian_shift_coef(st, _quad_blocks(st, c["M"]))
+    coef = sm.hessian_shift_coefficients(st.P, st.Q, _quad_blocks(st, c["M"]))
     return (coef.T @ st.Xa).ravel()
 
 

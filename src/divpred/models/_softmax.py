@@ -242,3 +242,38 @@ def _data_hessian(
                 Wu *= weights[sl, None]
             _gram_upper(Xc, Wu, out=acc)
     return _assemble_blocks(acc, B)
+
+
+def block_quadratic_forms(Xa: np.ndarray, M: np.ndarray, B: int) -> np.ndarray:
+    """q_i[a, b] = xa_i^T M_ab xa_i for a symmetric M in (B, B) blocks of D: shape (n, B, B).
+
+    One GEMM of ``Xa`` against the blocks a <= b side by side (M_ba = M_ab^T gives the same
+    quadratic form).
+    """
+    n, D = Xa.shape
+    ia, ib = _upper_pairs(B)
+    blocks = [M[a * D : (a + 1) * D, b * D : (b + 1) * D] for a, b in zip(ia, ib, strict=True)]
+    stacked = np.hstack(blocks)
+    upper = np.einsum("nkd,nd->nk", (Xa @ stacked).reshape(n, ia.size, D), Xa)
+    out = np.empty((n, B, B))
+    out[:, ia, ib] = upper
+    out[:, ib, ia] = upper
+    return out
+
+
+def block_rows_dot(F: np.ndarray, Xa: np.ndarray) -> np.ndarray:
+    """F_i (as B x D) times xa_i, for rows F_i of length B D: shape (n, B)."""
+    n, D = Xa.shape
+    return np.einsum("nbd,nd->nb", F.reshape(n, -1, D), Xa)
+
+
+def hessian_shift_coefficients(P: np.ndarray, Q: np.ndarray, Qd: np.ndarray) -> np.ndarray:
+    """Q^T W_i v_i with v_i = diag(Z_i) - 2 Z_i p_i, Z_i = Q Qd_i Q^T: shape (n, B).
+
+    The third-derivative term: for a symmetric M with Qd_i[a, b] = xa_i^T M_ab xa_i,
+    d<M, h_i>/d(phi) = (Q^T W_i v_i) (x) xa_i.
+    """
+    Z = np.einsum("ca,nab,eb->nce", Q, Qd, Q, optimize=True)
+    v = np.einsum("ncc->nc", Z) - 2.0 * np.einsum("nce,ne->nc", Z, P)
+    Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
+    return Wv @ Q

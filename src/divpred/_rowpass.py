@@ -1,0 +1,117 @@
+r"""Row-chunked passes over the per-point gradients g_i = R_i (x) xa_i of a fitted model.
+
+V and the fast1 scores need, besides m x m sums, only a few numbers per point. These passes
+build G (n x m) one block of rows at a time and keep nothing n x m: memory is
+O(chunk m + m^2 + n B^2) whatever n is.
+
+First pass (:func:`gradient_row_stats`), with F_i = H^{-1} g_i:
+
+    S = G^T G,  d'_i = g_i^T F_i = -K_ii,  tH_i[a] = xa_i . (F_i)_a,
+    and, for the fast scores, Dg = sum_i d'_i g_i g_i^T (d'_i >= 0, so one SYRK of sqrt(d') G).
+
+Second pass (:func:`score_row_stats`), with A2 = H^{-1} S H^{-1} and
+M = H^{-1} G^T Phi G H^{-1} (both from the first pass's sums):
+
+    s_i = g_i^T A2 g_i = sum_j K_ij^2,  tA_i[a] = xa_i . (A2 g_i)_a,
+    Qd_i[a, b] = xa_i^T M_ab xa_i  (kept only as <Qd_i, W'_i> and the third-derivative
+    coefficients Q^T W_i v_i of :func:`~divpred.models._softmax.hessian_shift_coefficients`).
+
+Everything else in fast1 is O(n B D) from these (see ``scores._first_order_terms``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .models import _softmax as sm
+
+_CHUNK_BYTES = 16 * 2**20  # one block of G (and of F = G H^-1) per chunk
+
+
+def default_chunk_rows(m: int) -> int:
+    """Rows per chunk: blocks of G of at most 16 MB, and never more than ``DEFAULT_CHUNK``."""
+    return int(max(1, min(sm.DEFAULT_CHUNK, _CHUNK_BYTES // (8 * m))))
+
+
+@dataclass(frozen=True)
+class GradientRowStats:
+    """Sums and per-point numbers of the first pass; shapes for n points, m = B D."""
+
+    S: np.ndarray  # (m, m), G^T G
+    dprime: np.ndarray  # (n,), g_i^T H^{-1} g_i
+    tH: np.ndarray  # (n, B), xa_i . (H^{-1} g_i)_a
+    dgram: np.ndarray | None  # (m, m), sum_i d'_i g_i g_i^T, when asked for
+
+
+def _chunks(n: int, rows: int):
+    for start in range(0, n, rows):
+        yield slice(start, min(start + rows, n))
+
+
+def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
+    """The first pass of the module docstring over ``state`` (a :class:`FittedState`)."""
+    n, B, m = state.n, state.B, state.m
+    Hinv = state.Hinv
+    S = np.zeros((m, m))
+    dgram = np.zeros((m, m)) if with_dgram else None
+    dprime = np.empty(n)
+    tH = np.empty((n, B))
+    for sl in _chunks(n, state.chunk_rows):
+        Xc = state.Xa[sl]
+        Gc = sm.kron_rows(state.R[sl], Xc)
+        S += Gc.T @ Gc  # numpy calls SYRK for A.T @ A
+        tHc = sm.block_rows_dot(Gc @ Hinv, Xc)
+        dc = np.einsum("ia,ia->i", state.R[sl], tHc)  # g_i . F_i with g_i = R_i (x) xa_i
+        dprime[sl] = dc
+        tH[sl] = tHc
+        if dgram is not None:
+            Gc *= np.sqrt(np.clip(dc, 0.0, None))[:, None]
+            dgram += Gc.T @ Gc
+    return GradientRowStats(S=_sym(S), dprime=dprime, tH=tH,
+                            dgram=None if dgram is None else _sym(dgram))
+
+
+def dprime_gram(state, dprime: np.ndarray) -> np.ndarray:
+    """sum_i d'_i g_i g_i^T, (m, m): the first pass's ``dgram`` when it was not asked for."""
+    m = state.m
+    out = np.zeros((m, m))
+    root = np.sqrt(np.clip(dprime, 0.0, None))
+    for sl in _chunks(state.n, state.chunk_rows):
+        Gc = sm.kron_rows(state.R[sl] * root[sl, None], state.Xa[sl])
+        out += Gc.T @ Gc
+    return _sym(out)
+
+
+@dataclass(frozen=True)
+class ScoreRowStats:
+    """Per-point numbers of the second pass."""
+
+    s: np.ndarray  # (n,), g_i^T A2 g_i
+    tA: np.ndarray  # (n, B), xa_i . (A2 g_i)_a
+    qw: np.ndarray  # (n,), <Qd_i, W'_i> = <M, h_i>
+    coef_h: np.ndarray  # (n, B), Q^T W_i v_i
+
+
+def score_row_stats(state, A2: np.ndarray, M: np.ndarray) -> ScoreRowStats:
+    """The second pass of the module docstring."""
+    n, B = state.n, state.B
+    s = np.empty(n)
+    tA = np.empty((n, B))
+    qw = np.empty(n)
+    coef_h = np.empty((n, B))
+    for sl in _chunks(n, state.chunk_rows):
+        Xc = state.Xa[sl]
+        Gc = sm.kron_rows(state.R[sl], Xc)
+        tAc = sm.block_rows_dot(Gc @ A2, Xc)
+        s[sl] = np.einsum("ia,ia->i", state.R[sl], tAc)
+        tA[sl] = tAc
+        Qd = sm.block_quadratic_forms(Xc, M, B)
+        qw[sl] = np.einsum("nab,nab->n", Qd, state.W[sl])
+        coef_h[sl] = sm.hessian_shift_coefficients(state.P[sl], state.Q, Qd)
+    return ScoreRowStats(s=s, tA=tA, qw=qw, coef_h=coef_h)
+
+
+def _sym(A: np.ndarray) -> np.ndarray:
+    return 0.5 * (A + A.T)
