@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 
 from divpred import experiments as E
 from divpred.commands import reproduce
+from divpred.datasets import load_paper_results
 
 RESULTS = "results"
 
@@ -228,14 +229,32 @@ def test_reproduce_writes_csv_png_summary(tmp_path, capsys, paper_data):
     assert "| quantity | ours | paper |" in summary and "Run time" in summary
     assert rec["paper_headline"]["points removed at max accuracy"] == 190
     assert rec["seconds"] > 0
-    # a second figure is merged into the same summary
+    # a second figure is merged into the same summary; the paper's shipped tables and data are
+    # the defaults
     args = _parse(["--quiet", "reproduce", "fig5", "--quick", "--out", str(out)])
     assert reproduce.run(args) == 0
-    assert "fig5: " in capsys.readouterr().out
+    line = capsys.readouterr().out.splitlines()[0]
+    paper = load_paper_results("fig5")
+    peak = paper.loc[paper["E_p"].idxmax()]
+    assert line.startswith("fig5: ")
+    assert f"(paper: V max {peak['E_p']:.4g} at {int(peak['a'])})" in line
     summary = (out / "summary.md").read_text()
     assert "Figure 5" in summary and "Figure 6" in summary
+    assert summary.count("| quantity | ours | paper |") == 2
+    assert "synthetic_mix12.csv" in json.loads((out / "summary.json").read_text())[
+        "figures"]["fig5"]["data"]
     assert list(pd.read_csv(out / "fig5.csv").columns) == ["a", "E_acc", "std_acc", "E_p", "std_p"]
     assert _no_temp_files(out) == []
+
+
+def test_reproduce_generate_uses_generated_data(tmp_path, capsys):
+    args = _parse(["--quiet", "reproduce", "fig6", "--quick", "--generate", "--out", str(tmp_path)])
+    assert reproduce.run(args) == 0
+    record = json.loads((tmp_path / "summary.json").read_text())["figures"]["fig6"]
+    assert "make_sd" in record["data"] and "--generate" in record["command"]
+    assert record["paper_headline"] is not None
+    with pytest.raises(ValueError, match="--generate and --data-dir exclude each other"):
+        reproduce.run(_parse(["reproduce", "fig6", "--generate", "--data-dir", str(tmp_path)]))
 
 
 def test_reproduce_bad_arguments_raise_value_error(tmp_path):

@@ -4,6 +4,10 @@ Writes ``<out>/<fig>.csv`` (the paper's columns), ``<out>/<fig>.png`` and ``<out
 (our headline numbers beside the paper's, data, settings and run time of every figure). Results
 of earlier invocations in the same folder are kept in ``<out>/summary.json`` and merged, so
 ``reproduce fig3`` then ``reproduce fig4`` gives one summary. Every file is written atomically.
+
+By default the figures read the paper's data files shipped with divpred (``--generate``: SD data
+from :func:`~divpred.make_sd` and scikit-learn's digits instead) and are compared with the
+paper's result tables, also shipped.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .. import _io
+from ..datasets import paper_data_dir
 from ..experiments import (
     FIGURE_TITLES,
     FIGURES,
@@ -66,8 +71,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the paper's data files (Image_*.npz, synthetic_*.csv); without it the "
-        "data are generated (SD) or taken from scikit-learn's digits",
+        help="folder with the paper's data files (Image_*.npz, synthetic_*.csv; default: the "
+        "copy shipped with divpred)",
+    )
+    p.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate the SD data (make_sd) and use scikit-learn's 8x8 digits instead of the "
+        "paper's files",
     )
     p.add_argument("--quick", action="store_true", help="reduced sizes and replications")
     p.add_argument(
@@ -79,7 +90,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--paper-results",
         default=None,
-        help="folder with the paper's Figure_*.csv result tables, to compare with",
+        help="folder with the paper's Figure_*.csv result tables to compare with (default: the "
+        "copy shipped with divpred)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -131,15 +143,14 @@ def run(args) -> int:
         raise ValueError(f"--method must be one of {', '.join(DELTA_METHODS)}; got {method!r}")
     model = build_model(getattr(args, "solver", "newton"), getattr(args, "alpha", None))
 
-    data_dir = check_data_dir(getattr(args, "data_dir", None))
+    data_dir = _data_dir(getattr(args, "data_dir", None), bool(getattr(args, "generate", False)))
     if data_dir is not None:
         for fig in figures:
             require_files(data_dir, _REQUIRED_FILES[fig], fig)
     paper_dir = getattr(args, "paper_results", None)
-    paper_tables = {}
-    if paper_dir is not None:
-        for fig in figures:
-            paper_tables[fig] = read_paper_table(fig, paper_dir)
+    if paper_dir is None:
+        paper_dir = paper_data_dir() / "results"
+    paper_tables = {fig: read_paper_table(fig, paper_dir) for fig in figures}
 
     out = _io.check_output_dir(getattr(args, "out", None) or DEFAULT_OUT)
     command = _command_line(args)
@@ -187,11 +198,22 @@ def run(args) -> int:
     return 0
 
 
+def _data_dir(data_dir, generate: bool):
+    """The folder the figures read: ``--data-dir``, the shipped copy, or None (generated)."""
+    if generate:
+        if data_dir is not None:
+            raise ValueError("--generate and --data-dir exclude each other; give one of them")
+        return None
+    return check_data_dir(paper_data_dir() if data_dir is None else data_dir)
+
+
 def _command_line(args) -> str:
     parts = ["divpred", "reproduce", args.figure]
     for flag, attr in (("--data-dir", "data_dir"), ("--paper-results", "paper_results")):
         if getattr(args, attr, None) is not None:
             parts += [flag, str(getattr(args, attr))]
+    if getattr(args, "generate", False):
+        parts.append("--generate")
     if getattr(args, "quick", False):
         parts.append("--quick")
     if getattr(args, "method", "fast") != "fast":
@@ -299,7 +321,14 @@ def _md(text) -> str:
 
 
 def _one_line(fig: str, rec: dict) -> str:
-    h = rec["headline"]
+    """Our headline of a figure in a few words, and the paper's when it is known."""
+    line = _headline_words(fig, rec["headline"])
+    if rec.get("paper_headline"):
+        line += f"  (paper: {_headline_words(fig, rec['paper_headline'])})"
+    return line
+
+
+def _headline_words(fig: str, h: dict) -> str:
     if fig in PURIFICATION_FIGURES:
         return (
             f"accuracy {_fmt(h['accuracy at iteration 0'])} -> max {_fmt(h['max accuracy'])} "
@@ -316,10 +345,11 @@ def render_summary(records: dict) -> str:
     lines = [
         "# divpred: reproduction of arXiv 2603.08649, Section 4",
         "",
-        "Each figure: our headline numbers beside the paper's (read from its result tables when "
-        "`--paper-results` was given; the pure-data reference accuracies of Figures 4, 6 and 8 "
-        "are from the paper's captions). V[X] depends on the model's L2 strength and training, "
-        "so compare shapes and positions of V more than its absolute values.",
+        "Each figure: our headline numbers beside the paper's (read from its result tables, "
+        "shipped with divpred unless `--paper-results` names another folder; the pure-data "
+        "reference accuracies of Figures 4, 6 and 8 are from the paper's captions). V[X] "
+        "depends on the model's L2 strength and training, so compare shapes and positions of V "
+        "more than its absolute values.",
         "",
         "| figure | run time | data | command |",
         "|---|---:|---|---|",
