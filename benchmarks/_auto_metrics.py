@@ -1,0 +1,179 @@
+"""Scores of ``bench_auto.py``: contamination precision/recall/F1, gaps, rules and the targets.
+
+A stopping rule is any function ``rule(history) -> int | None`` of a purification history (the
+``Purifier.history_`` frame: one row per iteration, iteration 0 before any removal); None means
+"never fired", which the Purifier turns into the last iteration computed. :func:`parse_rule`
+turns a command-line spec into such a function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from divpred.stopping import STOP_RULES, choose_iteration
+
+Rule = Callable[[pd.DataFrame], "int | None"]
+
+# Targets of issue 10.
+MEDIAN_GAP, WORST_GAP = 0.01, 0.03
+CLEAN_REMOVED, CLEAN_LOST = 0.02, 0.005
+BEAT_CLEANLAB_SHARE = 0.8
+TIME_RATIO = 5.0
+EPS = 1e-12  # accuracies and F1 are ratios of counts: equal ones may differ in the last bit
+
+
+def f1_from_counts(tp: int, fp: int, fn: int) -> float:
+    """F1 = 2 TP / (2 TP + FP + FN); NaN when there is nothing to find and nothing was removed."""
+    denom = 2 * tp + fp + fn
+    return float("nan") if denom == 0 else 2.0 * tp / denom
+
+
+def contamination_scores(removed, mask) -> dict:
+    """Precision, recall and F1 of the removed rows as a detector of the contaminated rows.
+
+    Parameters
+    ----------
+    removed, mask : array-like of bool, shape (n,)
+        Rows removed by a method; rows truly contaminated.
+
+    Returns
+    -------
+    dict with ``precision`` = TP / (TP + FP) (NaN if nothing removed), ``recall`` = TP / (TP +
+    FN) (NaN if nothing is contaminated) and ``f1`` (:func:`f1_from_counts`).
+    """
+    removed = np.asarray(removed, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    tp = int(np.sum(removed & mask))
+    return scores_from_counts(tp, int(removed.sum()), int(mask.sum()))
+
+
+def scores_from_counts(tp: int, n_removed: int, n_contaminated: int) -> dict:
+    """:func:`contamination_scores` from TP, the number removed and the number contaminated."""
+    fp, fn = n_removed - tp, n_contaminated - tp
+    return {
+        "precision": tp / n_removed if n_removed else float("nan"),
+        "recall": tp / n_contaminated if n_contaminated else float("nan"),
+        "f1": f1_from_counts(tp, fp, fn),
+    }
+
+
+def gap(best: float, chosen: float) -> float:
+    """How much test accuracy the choice left on the table: ``best - chosen``."""
+    return float(best) - float(chosen)
+
+
+def point(history: pd.DataFrame, t: int, n_contaminated: int) -> dict:
+    """Accuracy, share removed and contamination scores at iteration ``t`` of a history."""
+    size = history["size"].to_numpy()
+    n_removed = int(size[0] - size[t])
+    row = {"iteration": int(t), "acc": float(history["eval_accuracy"].iloc[t]),
+           "removed": n_removed / float(size[0])}
+    tp = int(history["contaminants_removed"].iloc[t]) if "contaminants_removed" in history else 0
+    return {**row, **scores_from_counts(tp, n_removed, n_contaminated)}
+
+
+# ------------------------------------------------------------------------------- rules
+def parse_rule(spec: str) -> tuple[str, Rule]:
+    """A stopping rule from its command-line spec.
+
+    ``NAME`` or ``NAME:key=value,key=value`` for a rule of :func:`divpred.stopping.choose_iteration`
+    (e.g. ``knee:ratio=0.5``, ``agreement:threshold=0.6,min_points=30``); ``FILE.py:FUNC`` or
+    ``package.module:FUNC`` for a function ``FUNC(history) -> int | None`` of your own.
+    """
+    name, _, rest = spec.partition(":")
+    if name in STOP_RULES:
+        params = {}
+        for item in filter(None, rest.split(",")):
+            key, _, value = item.partition("=")
+            params[key] = float(value) if "." in value or "e" in value else int(value)
+        return spec, lambda h: choose_iteration(h, name, **params)
+    if not rest:
+        raise ValueError(f"unknown rule {spec!r}: use one of {STOP_RULES} or FILE.py:FUNC")
+    if name.endswith(".py"):
+        module_spec = importlib.util.spec_from_file_location(Path(name).stem, name)
+        if module_spec is None or not Path(name).is_file():
+            raise ValueError(f"rule file not found: {name}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(name)
+    return spec, getattr(module, rest)
+
+
+def apply_rule(rule: Rule, history: pd.DataFrame) -> int:
+    """The iteration a rule keeps; the last one when it never fires (as the Purifier does)."""
+    it = rule(history)
+    last = len(history) - 1
+    return last if it is None else int(min(max(it, 0), last))
+
+
+# ----------------------------------------------------------------------------- targets
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def target_lines(table: pd.DataFrame, label: str) -> list[str]:
+    """The issue's targets checked on one method's results, one line each.
+
+    ``table`` has one row per case with columns ``case``, ``family``, ``acc``, ``start_acc``,
+    ``gap``, ``removed``, ``f1``, ``cl_acc``, ``cl_f1`` and optionally ``seconds`` and
+    ``cl_seconds``.
+    """
+    lines = []
+    gaps = table["gap"].to_numpy(dtype=float)
+    worst = int(np.nanargmax(gaps))
+    med = float(np.nanmedian(gaps))
+    lines.append(
+        f"{label}: gap to the hindsight best: median {med:.4f} (<= {MEDIAN_GAP}) "
+        f"{_verdict(med <= MEDIAN_GAP + EPS)}; worst {gaps[worst]:.4f} at "
+        f"{table['case'].iloc[worst]} (<= {WORST_GAP}) {_verdict(gaps[worst] <= WORST_GAP + EPS)}"
+    )
+    clean = table[table["family"] == "clean"]
+    if len(clean):
+        removed = float(clean["removed"].max())
+        lost = float((clean["start_acc"] - clean["acc"]).max())
+        lines.append(
+            f"{label}: clean cases ({len(clean)}): most removed {100 * removed:.1f}% (<= 2%) "
+            f"{_verdict(removed <= CLEAN_REMOVED + EPS)}; most lost {100 * lost:.2f} pp "
+            f"(<= 0.5 pp) {_verdict(lost <= CLEAN_LOST + EPS)}"
+        )
+    wins = table["acc"] >= table["cl_acc"] - EPS
+    share = float(wins.mean())
+    losers = ", ".join(table.loc[~wins, "case"])
+    lines.append(
+        f"{label}: test accuracy >= cleanlab on {int(wins.sum())} of {len(table)} cases "
+        f"({100 * share:.0f}%, >= 80%) {_verdict(share >= BEAT_CLEANLAB_SHARE)}"
+        + (f"; below on: {losers}" if losers else "")
+    )
+    mixtures = table[table["family"] == "rules"]
+    if len(mixtures):
+        f1_ok = mixtures["f1"].fillna(0) >= mixtures["cl_f1"].fillna(0) - EPS
+        below = ", ".join(mixtures.loc[~f1_ok, "case"])
+        lines.append(
+            f"{label}: contamination F1 >= cleanlab on {int(f1_ok.sum())} of {len(mixtures)} "
+            f"rule-mixture cases (all) {_verdict(bool(f1_ok.all()))}"
+            + (f"; below on: {below}" if below else "")
+        )
+    if "seconds" in table and "cl_seconds" in table:
+        ratio = float(np.median(table["seconds"] / table["cl_seconds"]))
+        lines.append(f"{label}: time ours / cleanlab (5-fold CV + find): median {ratio:.2f}x "
+                     f"(<= {TIME_RATIO:g}x) {_verdict(ratio <= TIME_RATIO)}")
+    return lines
+
+
+def paper_lines(table: pd.DataFrame, targets: dict[str, float], label: str) -> list[str]:
+    """Accuracy on the paper's full sets against the issue's targets."""
+    lines = []
+    for case, target in targets.items():
+        row = table[table["case"] == case]
+        if len(row):
+            acc = float(row["acc"].iloc[0])
+            lines.append(f"{label}: {case} accuracy {acc:.3f} (>= {target:.2f}) "
+                         f"{_verdict(acc >= target - EPS)}")
+    return lines
