@@ -28,7 +28,8 @@ Kinds of contamination (``Case.family``):
 
 Test sets: the SD-K cases share 2,000 rows of rule 1 on uniform letters; the scikit-learn cases
 hold out a stratified 30% (40% for wine) of the full data set with a fixed seed, the same for
-both sizes; the paper's sets use their own test files. Training rows of the smaller size are a
+both sizes; the paper's sets (:func:`divpred.datasets.load_paper`, shipped with divpred) use
+their own test files. Training rows of the smaller size are a
 stratified subsample (by label, and by the mask for the paper's sets) of the larger one's pool.
 
 The paper's EMNIST 4/8 training file does not say which labels are wrong. Its mask is
@@ -43,7 +44,6 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -54,14 +54,10 @@ from divpred.data import (
     PAPER_DISTRIBUTIONS,
     flip_labels,
     load_digits_all,
-    load_paper_emnist,
-    load_sd_csv,
     make_sd,
     random_sd_distribution,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-PAPER = ROOT.parent / "shared" / "data" / "paper"
+from divpred.datasets import load_paper
 
 SD_TEST_SIZE = 2000
 SPLIT_SEED = 0  # the test split of the scikit-learn sets, the same for every case
@@ -230,13 +226,6 @@ def build_sklearn(n: int, seed: int, *, data: str, family: str, rate: float = 0.
 
 
 # ------------------------------------------------------------------------------ paper
-def _paper_file(name: str) -> Path:
-    path = PAPER / name
-    if not path.is_file():
-        raise FileNotFoundError(f"paper data not found: {path}")
-    return path
-
-
 def _subsample(n: int, total: int, strata: np.ndarray, seed: int) -> np.ndarray:
     if n == total:
         return np.arange(total)
@@ -246,12 +235,12 @@ def _subsample(n: int, total: int, strata: np.ndarray, seed: int) -> np.ndarray:
 
 
 def build_paper_sd(n: int, seed: int, *, k: int) -> CaseData:
-    train = load_sd_csv(_paper_file(f"synthetic_train_mix_{k}spec.csv"))
-    test = load_sd_csv(_paper_file("synthetic_test_dis1.csv"))
-    mask_all = np.arange(len(train)) >= 700  # rows 700.. come from rules 2 (and 3)
-    rows = _subsample(n, len(train), mask_all, seed)
-    return CaseData(train.X[rows], train.y[rows], test.X, test.y, mask_all[rows], None,
-                    {"rows": rows, "letters": train.letters[rows]})
+    paper = load_paper(f"sd{k}")
+    rows = _subsample(n, paper.y.shape[0], paper.contamination, seed)
+    return CaseData(paper.X[rows], paper.y[rows], paper.X_test, paper.y_test,
+                    paper.contamination[rows], None,
+                    {"rows": rows, "letters": paper.train.letters[rows],
+                     "source": paper.source[rows]})
 
 
 @functools.cache
@@ -259,19 +248,17 @@ def emnist_estimated_mask() -> np.ndarray:
     """Rows of the paper's EMNIST 4/8 training file whose label a clean-test-fitted model denies."""
     from divpred import MultinomialLogit
 
-    train = load_paper_emnist(_paper_file("Image_train_30error.npz"))
-    test = load_paper_emnist(_paper_file("Image_test.npz"))
-    model = MultinomialLogit(alpha=EMNIST_MASK_ALPHA).fit(test.X, test.y)
-    return model.predict(train.X) != train.y
+    paper = load_paper("emnist48")
+    model = MultinomialLogit(alpha=EMNIST_MASK_ALPHA).fit(paper.X_test, paper.y_test)
+    return model.predict(paper.X) != paper.y
 
 
 def build_paper_emnist(n: int, seed: int) -> CaseData:
-    train = load_paper_emnist(_paper_file("Image_train_30error.npz"))
-    test = load_paper_emnist(_paper_file("Image_test.npz"))
+    paper = load_paper("emnist48")
     mask_all = emnist_estimated_mask()
-    rows = _subsample(n, len(train.y), mask_all * 10 + train.y, seed)
-    return CaseData(train.X[rows], train.y[rows], test.X, test.y, mask_all[rows], None,
-                    {"rows": rows})
+    rows = _subsample(n, paper.y.shape[0], mask_all * 10 + paper.y, seed)
+    return CaseData(paper.X[rows], paper.y[rows], paper.X_test, paper.y_test, mask_all[rows],
+                    None, {"rows": rows})
 
 
 # ---------------------------------------------------------------------------- registry

@@ -26,6 +26,7 @@ from divpred.data import (  # noqa: E402
     PAPER_FILE_DISTRIBUTIONS,
     random_sd_distribution,
 )
+from divpred.datasets import paper_data_dir  # noqa: E402
 
 SKLEARN = {
     "digits": lambda: (datasets.load_digits().data / 16.0, datasets.load_digits().target),
@@ -40,11 +41,6 @@ def _decode_letters(X: np.ndarray) -> np.ndarray:
     blocks = X.reshape(X.shape[0], 10, 4)
     assert np.all(blocks.sum(axis=2) == 1) and np.all((blocks == 0) | (blocks == 1))
     return np.asarray(ALPHABET)[blocks.argmax(axis=2)]
-
-
-def _needs_paper(case):
-    if case.data.startswith("paper") and not ac.PAPER.is_dir():
-        pytest.skip(f"paper data not found at {ac.PAPER}")
 
 
 # ---------------------------------------------------------------------------- registry
@@ -81,7 +77,6 @@ def test_minority_sizes_split_evenly():
 
 @pytest.mark.parametrize("case", ac.CASES + ac.SMOKE_CASES, ids=lambda c: c.name)
 def test_case_mask_matches_an_independent_recomputation(case):
-    _needs_paper(case)
     d = case.load()
     n = case.n
     assert d.X.shape[0] == d.y.shape[0] == d.mask.shape[0] == n
@@ -154,7 +149,7 @@ def _check_sd(case, d):
 
 def _check_paper_sd(case, d):
     k = int(case.data[-1])
-    frame = pd.read_csv(ac.PAPER / f"synthetic_train_mix_{k}spec.csv")
+    frame = pd.read_csv(paper_data_dir() / f"synthetic_train_mix_{k}spec.csv")
     rows = d.extra["rows"]
     letters = frame[[f"Q{i}" for i in range(10)]].to_numpy(dtype=str)[rows]
     np.testing.assert_array_equal(_decode_letters(d.X), letters)
