@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -97,10 +100,82 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         fh.write("\n")
 
 
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the bytes of a file depend on its content only
+
+
 def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """Write arrays to an ``.npz`` file, atomically."""
-    with atomic_open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    """Write arrays to an ``.npz`` file (readable by ``np.load``), atomically and reproducibly.
+
+    Unlike ``np.savez`` the zip entries carry a fixed date, so the same arrays give the same
+    bytes; arrays of Python objects are refused (they would need pickle to be read back).
+    """
+    with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+        for key, value in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buffer.getvalue())
+
+
+class _DamagedNpz(Exception):
+    pass
+
+
+def read_npz(path: str | os.PathLike, what: str = "npz file") -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file without pickle; ValueError for any damage.
+
+    Each entry's declared shape and dtype are checked against its size before an array is
+    allocated, arrays of Python objects are refused, and the zip checksums are verified: a
+    truncated, byte-flipped or foreign file raises ValueError (naming ``what`` and the path),
+    never another exception.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} not found: {p}" if not p.exists()
+                         else f"{what} is not a regular file: {p}")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            arrays: dict[str, np.ndarray] = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _DamagedNpz(f"it has an entry {info.filename!r} that is not an array")
+                key = info.filename[: -len(".npy")]
+                if key in arrays:
+                    raise _DamagedNpz(f"it has two arrays named {key!r}")
+                arrays[key] = _parse_npy(zf.read(info), key)
+    except _DamagedNpz as exc:
+        raise ValueError(f"cannot read {what} {p}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the bytes is a damaged file
+        reason = "not a zip archive" if isinstance(exc, zipfile.BadZipFile) else (
+            f"{type(exc).__name__}: {exc}")
+        raise ValueError(f"cannot read {what} {p}: the file is damaged or not an npz file "
+                         f"({reason})") from None
+    return arrays
+
+
+def _parse_npy(data: bytes, key: str) -> np.ndarray:
+    buffer = io.BytesIO(data)
+    version = np.lib.format.read_magic(buffer)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(buffer)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
+    else:
+        raise _DamagedNpz(f"array {key!r} has an unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise _DamagedNpz(
+            f"array {key!r} holds Python objects, which divpred does not load (reading them "
+            "would run pickle); save it with a numeric or text dtype"
+        )
+    count = math.prod(shape)
+    offset = buffer.tell()
+    if count * dtype.itemsize != len(data) - offset:
+        raise _DamagedNpz(f"array {key!r} is truncated or damaged (its size does not match "
+                          f"its shape {shape})")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+    return arr.copy()
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

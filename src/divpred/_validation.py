@@ -15,6 +15,7 @@ MIN_POINTS = 3  # V[X] needs at least two distinct pairs of distinct points
 
 def check_features(X, *, name: str = "X") -> np.ndarray:
     """Return ``X`` as a C-contiguous float64 array of shape (n, d), or raise ValueError."""
+    reject_sparse(X, name)
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -58,6 +59,7 @@ def check_X_y(X, y, *, min_points: int = MIN_POINTS, min_classes: int = 2):
     """Validate a training set and return ``(X, y)`` as (float64 (n, d), 1-d array of length n)."""
     X = check_features(X)
     y = check_labels(y, X.shape[0])
+    check_class_labels(y)
     if X.shape[0] < min_points:
         raise ValueError(f"need at least {min_points} points, got {X.shape[0]}")
     n_classes = np.unique(y).shape[0]
@@ -66,6 +68,37 @@ def check_X_y(X, y, *, min_points: int = MIN_POINTS, min_classes: int = 2):
             f"y has {n_classes} class; a classifier needs at least {min_classes} classes"
         )
     return X, y
+
+
+def check_class_labels(y: np.ndarray, *, name: str = "y") -> None:
+    """Raise ValueError when float labels are not class codes: some value is not an integer.
+
+    A float ``y`` with non-integer values is almost always a regression target read by
+    mistake; as classes it would give one class per distinct value.
+    """
+    if y.dtype.kind != "f" or y.size == 0:
+        return
+    fractional = y != np.round(y)
+    if np.any(fractional):
+        distinct = np.unique(y)
+        examples = ", ".join(f"{v:g}" for v in np.unique(y[fractional])[:3])
+        raise ValueError(
+            f"{name} looks like a regression target, not class labels: continuous values, "
+            f"{distinct.size} distinct, some not integers (e.g. {examples}); divpred fits "
+            "classifiers: give "
+            "integer or text class labels (e.g. bin the target first)"
+        )
+
+
+def reject_sparse(X, name: str = "X") -> None:
+    """Raise ValueError for a SciPy sparse matrix: divpred's estimators need dense features."""
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        raise ValueError(
+            f"{name} is a sparse matrix ({type(X).__name__}); divpred needs dense features: "
+            "convert it with X.toarray() (the influences use dense products anyway)"
+        )
 
 
 def check_positive_int(value, name: str) -> None:

@@ -43,6 +43,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._validation import check_class_labels, reject_sparse
 from .models import MultinomialLogit
 from .partition import RESIDUE, Partitioner
 from .purify import Purifier
@@ -57,6 +58,7 @@ def _default_model() -> MultinomialLogit:
 
 
 def _check_targets(y) -> tuple[np.ndarray, np.ndarray]:
+    check_class_labels(np.asarray(y))
     check_classification_targets(y)
     classes, yidx = np.unique(y, return_inverse=True)
     if classes.shape[0] < 2:
@@ -155,6 +157,7 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        reject_sparse(X)
         X, y = validate_data(self, X, y)
         self.classes_, yidx = _check_targets(y)
         pur = self._make_purifier()
@@ -198,6 +201,7 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
         check_is_fitted(self, "estimator_")
+        reject_sparse(X)
         X = validate_data(self, X, reset=False)
         return _aligned_proba(self.estimator_, X, self.classes_.shape[0])
 
@@ -296,6 +300,7 @@ class DivideAndPredictClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         self._check_params()
+        reject_sparse(X)
         X, y = validate_data(self, X, y)
         self.classes_, yidx = _check_targets(y)
         n = X.shape[0]
@@ -407,6 +412,7 @@ class DivideAndPredictClassifier(ClassifierMixin, BaseEstimator):
     def predict_blocks(self, X) -> np.ndarray:
         """Block each x is routed to (the dominant block when the router is uninformative)."""
         check_is_fitted(self, "experts_")
+        reject_sparse(X)
         X = validate_data(self, X, reset=False)
         if self.routing_used_ in ("hard", "soft"):
             return np.asarray(self.router_.predict(X), dtype=np.int64)
@@ -423,6 +429,7 @@ class DivideAndPredictClassifier(ClassifierMixin, BaseEstimator):
             when the true blocks are known).
         """
         check_is_fitted(self, "experts_")
+        reject_sparse(X)
         X = validate_data(self, X, reset=False)
         C = self.classes_.shape[0]
         if blocks is not None:

@@ -66,6 +66,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from . import _io
+from ._checkpoint import CheckpointError, partition_state_checksum, read_partition_state
 from ._validation import check_positive_int, check_X_y
 from .influence import influence_variance
 from .models import MultinomialLogit
@@ -74,7 +75,7 @@ from .scores import DELTA_METHODS
 
 __all__ = ["PartitionResult", "Partitioner", "partition", "partition_scores"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: a checksum of the seed and records
 RESIDUE = -1
 _CHUNK_ITERATIONS = 8  # purification iterations run between two knee checks
 
@@ -369,6 +370,12 @@ class Partitioner(BaseEstimator):
         base = clone(self.model) if self.model is not None else MultinomialLogit(alpha=1e-4)
         min_block = (self.min_block_size if self.min_block_size is not None
                      else max(2 * self.k, int(np.ceil(0.05 * n))))
+        if self.k >= n:
+            raise ValueError(f"k={self.k} points per purification iteration is not fewer than "
+                             f"the {n} points of the data; choose a smaller k")
+        if self.min_block_size is not None and self.min_block_size > n:
+            raise ValueError(f"min_block_size={self.min_block_size} is larger than the {n} points "
+                             "of the data: no block could be found")
 
         with _checkpoint_dir(self.checkpoint) as ckdir:
             state = _State(ckdir / "partition-state.json", self._fingerprint(X, y, base))
@@ -481,7 +488,7 @@ class _checkpoint_dir:
             return Path(self._tmp.name)
         p = Path(self.path)
         if p.exists() and not p.is_dir():
-            raise ValueError(f"checkpoint must be a folder; {p} is a file")
+            raise CheckpointError(p, "is a file, but a partition checkpoint is a folder")
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -500,16 +507,7 @@ class _State:
         self.data = {"version": STATE_VERSION, "fingerprint": fingerprint, "seed": None,
                      "records": {}}
         if path.exists():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"cannot read partition checkpoint {path}: {exc}") from None
-            if saved.get("version") != STATE_VERSION or saved.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"partition checkpoint {path} belongs to other data or parameters; delete "
-                    "it or choose another checkpoint folder"
-                )
-            self.data = saved
+            self.data = read_partition_state(path, STATE_VERSION, fingerprint)
 
     def seed(self, random_state) -> int:
         if self.data["seed"] is None:
@@ -532,10 +530,8 @@ class _State:
         rec = self.data["records"].get(key)
         if rec is None:
             return None
-        if rec.get("members") != _digest(members):
-            raise ValueError(
-                f"partition checkpoint {self.path} is inconsistent at {key}; delete it"
-            )
+        if not isinstance(rec, dict) or rec.get("members") != _digest(members):
+            raise CheckpointError(self.path, f"is inconsistent at {key}")
         return rec
 
     def put(self, key: str, members: np.ndarray, rec: dict) -> None:
@@ -544,8 +540,10 @@ class _State:
         self.save()
 
     def save(self) -> None:
+        data = dict(self.data, checksum=partition_state_checksum(self.data))
         with _io.atomic_open(self.path, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, default=_io._json_default)
+            json.dump(data, fh, default=_io._json_default)
+
 
 
 def _digest(idx: np.ndarray) -> str:
@@ -816,6 +814,8 @@ class _Run:
             target = min(max_total, done + _CHUNK_ITERATIONS)
             try:
                 pur = self._purifier(target, path, step, depth).fit(Xs, ys)
+            except CheckpointError:
+                raise  # a damaged checkpoint is the user's to resolve, not a data condition
             except ValueError:
                 # The purification removed a whole class (a refit with one class fails, and
                 # Purifier cannot checkpoint a change in the number of classes): keep the

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from . import _io
+from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .models import MultinomialLogit
@@ -169,6 +171,28 @@ class Purifier(BaseEstimator):
         effective_n_jobs(self.n_jobs)
         if not 0 <= self.agreement_threshold < 1:
             raise ValueError("agreement_threshold must be in [0, 1)")
+        if self.min_size is not None:
+            check_positive_int(self.min_size, "min_size")
+        check_positive_int(self.patience, "patience")
+        for name, value in (("tol", self.tol), ("knee_ratio", self.knee_ratio)):
+            if isinstance(value, bool) or not isinstance(value, Real) or not (
+                np.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+
+    def _check_sizes(self, n_pool: int) -> int:
+        """``min_size`` in effect; ValueError when k or min_size cannot fit ``n_pool`` points."""
+        if self.k >= n_pool:
+            raise ValueError(
+                f"k={self.k} points per iteration is not fewer than the {n_pool} points that can "
+                "be removed; choose a smaller k"
+            )
+        if self.min_size is not None and self.min_size >= n_pool:
+            raise ValueError(
+                f"min_size={self.min_size} is not smaller than the {n_pool} points that can be "
+                "purified: nothing could be removed"
+            )
+        return self.min_size if self.min_size is not None else max(3 * self.k, 10)
 
     def fit(self, X, y, eval_set=None, contamination=None, validation_set=None) -> Purifier:
         """Run the purification.
@@ -208,10 +232,10 @@ class Purifier(BaseEstimator):
             pool[val_idx] = False
             validation_set = (X[val_idx], y[val_idx])
         self._pool = pool
-        min_size = self.min_size if self.min_size is not None else max(3 * self.k, 10)
+        min_size = self._check_sizes(int(pool.sum()))
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
-        state = self._load_checkpoint(fingerprint)
+        state = self._load_checkpoint(fingerprint, y, X.shape[1])
         if state is None:
             keep = pool.copy()
             model = clone(base).fit(X[keep], y[keep])
@@ -401,31 +425,15 @@ class Purifier(BaseEstimator):
             **{f"theta_{t}": theta for t, theta in enumerate(thetas)},
         )
 
-    def _load_checkpoint(self, fingerprint):
+    def _load_checkpoint(self, fingerprint, y, n_features):
+        """The saved run, or None without a checkpoint; CheckpointError if it cannot be used."""
         if self.checkpoint is None or not os.path.exists(self.checkpoint):
             return None
-        try:
-            with np.load(self.checkpoint, allow_pickle=False) as data:
-                version = int(data["version"])
-                saved = str(data["fingerprint"])
-                records = json.loads(str(data["records"]))
-                order = data["order"].tolist()
-                scores = data["removal_scores"].tolist() if version == CHECKPOINT_VERSION else []
-                stopped_by = str(data["stopped_by"]) if version == CHECKPOINT_VERSION else ""
-                thetas = [data[f"theta_{t}"] for t in range(len(records))]
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
-        if version != CHECKPOINT_VERSION:
-            raise ValueError(
-                f"checkpoint {self.checkpoint} was written by another divpred version "
-                f"(format {version}, this one reads {CHECKPOINT_VERSION}); delete it to start over"
-            )
-        if saved != fingerprint:
-            raise ValueError(
-                f"checkpoint {self.checkpoint} belongs to other data or parameters; "
-                "delete it or choose another checkpoint path"
-            )
-        return records, order, scores, thetas, stopped_by or None
+        state = read_purifier_checkpoint(self.checkpoint, CHECKPOINT_VERSION, fingerprint)
+        check_purifier_state(self.checkpoint, state, y=y, pool=self._pool, k=self.k,
+                             n_features=n_features, stop_causes=(*STOP_CAUSES, *STOP_RULES))
+        return (state["records"], state["order"].tolist(), state["scores"].tolist(),
+                state["thetas"], state["stopped_by"])
 
     def transform(self, X, y=None):
         """Not a transformer: use ``keep_mask_`` on the training data."""

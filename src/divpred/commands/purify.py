@@ -69,6 +69,13 @@ def run(args) -> int:
     pur = Purifier(model, method=args.method, k=args.k, max_iter=args.iterations,
                    stop=args.stop, checkpoint=args.checkpoint, random_state=args.random_state,
                    progress=not quiet, n_jobs=args.n_jobs)
+    n = train.X.shape[0]
+    min_size = pur._check_sizes(n)
+    if n - args.k < min_size:
+        raise ValueError(
+            f"--k {args.k} is too large for {n} rows: an iteration must keep at least "
+            f"{min_size} rows, so not one could run; use --k {max(1, min(n // 4, n - 10))} or less"
+        )
     pur.fit(train.X, train.y, eval_set=eval_set)
 
     fig = _purification_figure(pur, args.data, args.stop)

@@ -137,6 +137,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         X, y = check_X_y(X, y)
+        _check_magnitude(X)
         w = check_weights(sample_weight, X.shape[0])
         classes, yidx = np.unique(y, return_inverse=True)
         C, d = classes.shape[0], X.shape[1]
@@ -176,6 +177,11 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                     stacklevel=2,
                 )
 
+        if not np.all(np.isfinite(theta)):
+            raise ValueError(
+                "the fit overflowed (the weights became infinite or NaN): the features are "
+                f"too large (max |x| = {np.max(np.abs(X)):.3g}); standardise or rescale them"
+            )
         self.classes_ = classes
         self.coef_ = theta[:, :d].copy()
         self.intercept_ = theta[:, d].copy()
@@ -407,6 +413,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Most probable class, shape (n,)."""
+        check_is_fitted(self, "coef_")
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
     # ------------------------------------------------------ influence building blocks
@@ -460,6 +467,22 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags
+
+
+MAX_ABS_FEATURE = 1e100
+"""Largest |x| accepted by :meth:`MultinomialLogit.fit`: the Hessian sums n products
+x_i x_j w with w <= 1, and the influences multiply two such terms, so |x| must stay far below
+sqrt(float64 max) ~ 1e154 for them to be finite."""
+
+
+def _check_magnitude(X: np.ndarray) -> None:
+    big = float(np.max(np.abs(X))) if X.size else 0.0
+    if big > MAX_ABS_FEATURE:
+        raise ValueError(
+            f"X has values up to {big:.3g} in absolute value; the model's products of features "
+            f"overflow float64 above about {MAX_ABS_FEATURE:.0e}: standardise or rescale the "
+            "features"
+        )
 
 
 def _psd_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
