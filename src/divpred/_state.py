@@ -29,13 +29,17 @@ class FittedState:
     chunk_size: int | None = None
     # Accumulate sum_i d'_i g_i g_i^T in the pass that V needs, because fast scores will follow.
     for_fast_scores: bool = False
+    # Xa Xa^T when the caller has it (a sub-matrix of the full data's, in the Purifier)
+    input_gram: np.ndarray | None = None
     Q: np.ndarray = field(init=False)  # (C, B)
 
     def __post_init__(self):
         self.Q = sm.contrast_basis(self.theta.shape[0])
 
     @classmethod
-    def from_model(cls, model, X, y, *, for_fast_scores: bool = False) -> FittedState:
+    def from_model(
+        cls, model, X, y, *, for_fast_scores: bool = False, input_gram=None
+    ) -> FittedState:
         X = check_features(X)
         y = check_labels(y, X.shape[0])
         if X.shape[0] < MIN_POINTS + 1:
@@ -50,6 +54,7 @@ class FittedState:
             theta=model.theta_,
             mu=float(model.alpha + model.damping),
             for_fast_scores=for_fast_scores,
+            input_gram=input_gram,
         )
 
     @property
@@ -147,7 +152,7 @@ class FittedState:
     @cached_property
     def Gm(self) -> np.ndarray:
         """Gram matrix Xa Xa^T, (n, n)."""
-        return self.Xa @ self.Xa.T
+        return self.Xa @ self.Xa.T if self.input_gram is None else self.input_gram
 
     @cached_property
     def Mx_dual(self) -> np.ndarray:

@@ -24,7 +24,7 @@ from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .models import MultinomialLogit
-from .models._softmax import _single_threaded_blas
+from .models._softmax import _single_threaded_blas, augment
 from .scores import (
     DELTA_METHODS,
     FAST_METHODS,
@@ -232,13 +232,14 @@ class Purifier(BaseEstimator):
             pool[val_idx] = False
             validation_set = (X[val_idx], y[val_idx])
         self._pool = pool
+        self._gram = _SubsetGram(X)
         min_size = self._check_sizes(int(pool.sum()))
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
         state = self._load_checkpoint(fingerprint, y, X.shape[1])
         if state is None:
             keep = pool.copy()
-            model = clone(base).fit(X[keep], y[keep])
+            model = _fit_rows(clone(base), X, y, keep, self._gram)
             rec, fitted = self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
                                        contamination)
             records = [rec]
@@ -297,7 +298,7 @@ class Purifier(BaseEstimator):
             it += 1
             if base.get_params().get("solver") != "adam":
                 model.set_params(warm_start=True)
-            model.fit(X[keep], y[keep])
+            _fit_rows(model, X, y, keep, self._gram)
             rec, fitted = self._record(it, model, X, y, keep, top.tolist(), info["method"],
                                        eval_set, validation_set, contamination)
             records.append(rec)
@@ -325,7 +326,7 @@ class Purifier(BaseEstimator):
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
         _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
-        del self._pool
+        del self._pool, self._gram
         return self
 
     # ------------------------------------------------------------------ helpers
@@ -367,7 +368,8 @@ class Purifier(BaseEstimator):
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
         """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
         fitted = FittedState.from_model(model, X[keep], y[keep],
-                                        for_fast_scores=self.method in FAST_METHODS)
+                                        for_fast_scores=self.method in FAST_METHODS,
+                                        input_gram=self._gram.rows(keep))
         with _single_threaded_blas():
             variance = fitted.variance
         rec = {
@@ -446,6 +448,37 @@ class Purifier(BaseEstimator):
         if removed.size == 0:
             return float("nan")
         return float(np.mean(np.asarray(contamination, dtype=bool)[removed]))
+
+
+class _SubsetGram:
+    """[X, 1] [X, 1]^T of the whole data set, computed once when the refits and the scores use
+    the n x n (dual) forms (fewer points than features), for the kept rows of each iteration."""
+
+    def __init__(self, X):
+        n, d = X.shape
+        self.full = None
+        if n < d + 1:
+            Xa = augment(X)
+            self.full = Xa @ Xa.T
+        self._keep = None
+        self._rows = None
+
+    def rows(self, keep):
+        """The sub-matrix of the rows in ``keep`` (the same array for the same mask), or None."""
+        if self.full is None:
+            return None
+        if self._keep is None or not np.array_equal(keep, self._keep):
+            self._keep = keep.copy()
+            self._rows = self.full[np.ix_(keep, keep)]
+        return self._rows
+
+
+def _fit_rows(model, X, y, keep, gram: _SubsetGram):
+    """``model.fit(X[keep], y[keep])``, with the kept rows' Gram matrix when it is cached."""
+    sub = gram.rows(keep)
+    if sub is not None and isinstance(model, MultinomialLogit):
+        return model._fit(X[keep], y[keep], input_gram=sub)
+    return model.fit(X[keep], y[keep])
 
 
 def _check_pair(pair, name):

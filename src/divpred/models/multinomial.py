@@ -135,6 +135,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight=None, *, input_gram=None) -> MultinomialLogit:
+        """:meth:`fit`, optionally given ``input_gram`` = [X, 1] [X, 1]^T of shape (n, n).
+
+        The dual Newton systems (n (C-1) < m) need that Gram matrix; a caller that refits on
+        subsets of one data set (the Purifier) passes its sub-matrix instead of having every
+        refit rebuild it (O(n^2 d) each time).
+        """
         self._check_params()
         X, y = check_X_y(X, y)
         _check_magnitude(X)
@@ -163,7 +172,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                 if self.solver == "newton":
                     if phi0 is None:
                         phi0 = self._subsample_start(Xa, yidx, Q, w)
-                    phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0)
+                    phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0, input_gram)
                 else:
                     phi, n_iter, converged = self._fit_lbfgs(Xa, yidx, Q, w, phi0)
         if self.solver != "adam":
@@ -289,13 +298,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         back = (np.einsum("nab,nb->na", U, y).T @ Xa).ravel()  # J^T U y
         return (grad - back) / self.alpha
 
-    def _fit_newton(self, Xa, yidx, Q, w, phi0):
+    def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None):
         n, D = Xa.shape
         m = Q.shape[1] * D
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
         f, grad, theta = self._reduced_objective(phi, Xa, yidx, Q, w)
         # Fewer points than parameters (images): Newton systems of size n (C-1), not m.
-        gram = Xa @ Xa.T if self.alpha > 0 and n * Q.shape[1] < m else None
+        gram = None
+        if self.alpha > 0 and n * Q.shape[1] < m:
+            gram = Xa @ Xa.T if input_gram is None else input_gram
         for it in range(1, self.max_iter + 1):
             if np.max(np.abs(grad)) <= self.tol:
                 return phi.reshape(-1, D), it - 1, True
