@@ -1,8 +1,15 @@
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (a failure repeats) and keeps no example database.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 from divpred.datasets import paper_data_dir
 
