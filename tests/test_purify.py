@@ -114,12 +114,85 @@ def test_resume_after_interruption_gives_identical_history(tmp_path, monkeypatch
     assert np.isnan(resumed.seconds_[1])  # iterations 1-3 came from the checkpoint
 
 
-def test_checkpoint_of_other_data_is_rejected(tmp_path):
+# Two values of every Purifier parameter that the checkpoint fingerprint must cover (the
+# checkpoint is written with the first, read with the second), and the parameters that may
+# differ on resumption (they do not change the history).
+FINGERPRINTED = {
+    "model": (MultinomialLogit(alpha=1e-4), MultinomialLogit(alpha=1e-3)),
+    "method": ("fast", "exact"),
+    "k": (5, 4),
+    "min_size": (None, 20),
+    "stop": ("none", "knee"),
+    "tol": (1e-2, 0.05),
+    "knee_ratio": (1 / 3, 0.5),
+    "patience": (5, 2),
+    "validation_fraction": (0.2, 0.3),
+    "agreement_threshold": (0.5, 0.6),
+    "random_state": (0, 1),
+}
+NOT_FINGERPRINTED = {"checkpoint", "progress", "max_iter", "n_jobs"}
+
+
+def test_every_purifier_parameter_is_covered_by_the_fingerprint_tests():
+    # a new parameter must be added to one of the two lists (and so be tested)
+    params = set(Purifier().get_params(deep=False))
+    assert params == set(FINGERPRINTED) | NOT_FINGERPRINTED
+
+
+def _purifier(tmp_path, **changed):
+    """A Purifier with the first values of FINGERPRINTED, except ``changed``."""
+    params = {name: first for name, (first, _) in FINGERPRINTED.items()}
+    params.update({"max_iter": 1, "checkpoint": tmp_path / "c.npz", **changed})
+    return Purifier(**params)
+
+
+@pytest.mark.parametrize("name", sorted(FINGERPRINTED))
+def test_checkpoint_with_one_other_parameter_is_rejected(tmp_path, name):
     X, y, _ = mixed_data(seed=4)
-    ckpt = tmp_path / "c.npz"
-    Purifier(k=5, max_iter=1, checkpoint=ckpt).fit(X, y)
+    _purifier(tmp_path).fit(X, y)
     with pytest.raises(ValueError, match="other data or parameters"):
-        Purifier(k=5, max_iter=1, checkpoint=ckpt).fit(X[1:], y[1:])
+        _purifier(tmp_path, **{name: FINGERPRINTED[name][1]}).fit(X, y)
+
+
+@pytest.mark.parametrize("change", ["X", "y", "eval_set", "contamination", "validation_set"])
+def test_checkpoint_of_other_data_is_rejected(tmp_path, change):
+    # each input changed alone, shapes unchanged: the fingerprint must read every one of them
+    X, y, contam = mixed_data(seed=4)
+    _purifier(tmp_path).fit(
+        X, y, eval_set=(X[:50], y[:50]), contamination=contam, validation_set=(X[:40], y[:40])
+    )
+    inputs = {"X": X, "y": y, "eval_set": (X[:50], y[:50]), "contamination": contam,
+              "validation_set": (X[:40], y[:40])}
+    if change == "X":
+        inputs["X"] = X.copy()
+        inputs["X"][7, 1] += 1e-9
+    elif change == "y":
+        inputs["y"] = y.copy()
+        inputs["y"][7] = 1 - y[7]
+    elif change == "contamination":
+        inputs["contamination"] = contam.copy()
+        inputs["contamination"][0] = True
+    else:
+        Xe, ye = inputs[change]
+        inputs[change] = (Xe, 1 - ye)
+    with pytest.raises(ValueError, match="other data or parameters"):
+        _purifier(tmp_path).fit(inputs.pop("X"), inputs.pop("y"), **inputs)
+
+
+def test_checkpoint_resumes_with_other_unfingerprinted_parameters(tmp_path):
+    # the control of the tests above: same data and fingerprinted parameters resume, even with
+    # another max_iter (a longer run), n_jobs or progress bar
+    X, y, _ = mixed_data(seed=4)
+    first = _purifier(tmp_path).fit(X, y)
+    longer = _purifier(tmp_path, max_iter=3, n_jobs=2, progress=False).fit(X, y)
+    assert np.isnan(longer.seconds_[1])  # iteration 1 came from the checkpoint
+    pd.testing.assert_frame_equal(longer.history_.iloc[:2], first.history_)
+    reference = _purifier(tmp_path, max_iter=3, checkpoint=None).fit(X, y)
+    pd.testing.assert_frame_equal(longer.history_, reference.history_)
+
+
+def test_unreadable_checkpoint_is_rejected(tmp_path):
+    X, y, _ = mixed_data(seed=4)
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         Purifier(k=5, max_iter=1, checkpoint=tmp_path / "bad.npz").fit(X, y)
@@ -295,14 +368,26 @@ def test_agreement_rule_on_known_curve():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agreement_stop_on_label_noise(seed):
-    """30 flipped labels, k = 5: the rule fires once the flips are gone (about 6 batches)."""
+    """30 flipped labels, k = 5: the rule fires once the flips are gone.
+
+    The rule fires at t when more than 10 of the last 20 removals (4 batches) are predicted
+    right by the refit without them. A flipped label is predicted wrong (the refit follows the
+    clean rule), so with the flips removed first (6 batches) the pooled agreement is at most
+    1/4 at t = 7 and 1/2 at t = 8 (not > 1/2): the rule fires at t = 9 at the latest, once
+    three clean batches follow, if the refit agrees with most clean removals. The control:
+    random removal takes clean points (85% of the rows) the refit agrees with, so the rule
+    fires as soon as 20 points are pooled (t = 4) with about 3 flips removed.
+    """
     X, y, noisy = label_noise_data(seed)
-    pur = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=20, stop="agreement").fit(
-        X, y, contamination=noisy
-    )
+    pur = Purifier(MultinomialLogit(alpha=1e-3), method="fast", k=5, max_iter=20,
+                   stop="agreement").fit(X, y, contamination=noisy)
     h = pur.history_
-    assert 6 <= pur.best_iteration_ == pur.stop_iteration_ <= 9
-    assert noisy[pur.removal_order_[: 5 * pur.best_iteration_]].sum() >= 26
+    assert pur.best_iteration_ == pur.stop_iteration_ <= 9
+    assert noisy[pur.removal_order_[: 5 * pur.best_iteration_]].sum() >= 27
+    control = Purifier(MultinomialLogit(alpha=1e-3), method="random", k=5, max_iter=20,
+                       stop="agreement", random_state=0).fit(X, y)
+    assert control.best_iteration_ == 4
+    assert noisy[control.removal_order_[:20]].sum() <= 8
     # the column is what the rule says: the refit of iteration t on the batch it lost
     keep = np.ones(len(y), bool)
     for t in range(1, len(h)):
