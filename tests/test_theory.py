@@ -273,11 +273,9 @@ def make_mixed(n, minority, seed, d=3, C=3, noise=0.5):
     return X, np.argmax(logits, axis=1), flipped
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_descent_exists_on_mixed_data(seed):
-    # delta(z) = V(Z) - V(Z \ z) with an exact refit on Z \ z (paper setting: alpha = 0,
-    # damping 0.01, mean-loss Hessian): some removal lowers V.
-    X, y, _ = make_mixed(60, 0.2, seed)
+def _exact_removal_deltas(X, y):
+    """delta(z) = V(Z) - V(Z \\ z) with an exact refit on Z \\ z (paper setting: alpha = 0,
+    damping 0.01, mean-loss Hessian); also the full fit and the refits."""
     n = X.shape[0]
     full = _fit(X, y, alpha=0.0, damping=0.01)
     V = influence_variance(full, X, y)
@@ -287,10 +285,28 @@ def test_a_descent_exists_on_mixed_data(seed):
         keep = np.arange(n) != z
         refits[z] = _fit(X[keep], y[keep], alpha=0.0, damping=0.01)
         delta[z] = V - influence_variance(refits[z], X[keep], y[keep])
-    best = int(np.argmax(delta))
-    assert delta[best] > 0
-    # the descent seen by an independent computation of V (explicit K) on the same refit
-    keep = np.arange(n) != best
-    assert _offdiag_var(_explicit_K(refits[best], X[keep], y[keep], damping=0.01)) < (
-        _offdiag_var(_explicit_K(full, X, y, damping=0.01))
-    )
+    return delta, full, refits
+
+
+def test_the_steepest_descents_on_mixed_data_remove_the_other_rule():
+    """Corollary 1 on mixed data: a descent exists, and it is the other rule's points that give it.
+
+    A descent alone does not show this (pure data has one too: measured max delta / V of
+    0.78-1.0 on four pure seeds). What mixing adds: the top-5 removals are mostly points of the
+    minority rule (20% of the rows). Under the null that the ranking ignores the rule, each top 5
+    is a hypergeometric draw from 12 minority points of 60 (mean 1), so 10 draws over two seeds
+    hold >= 6 minority points with probability < 0.01; measured 8.
+    """
+    minority_in_top = 0
+    for seed in (0, 1):
+        X, y, flipped = make_mixed(60, 0.2, seed)
+        delta, full, refits = _exact_removal_deltas(X, y)
+        best = int(np.argmax(delta))
+        assert delta[best] > 0
+        # the descent seen by an independent computation of V (explicit K) on the same refit
+        keep = np.arange(X.shape[0]) != best
+        assert _offdiag_var(_explicit_K(refits[best], X[keep], y[keep], damping=0.01)) < (
+            _offdiag_var(_explicit_K(full, X, y, damping=0.01))
+        )
+        minority_in_top += int(flipped[np.argsort(-delta)[:5]].sum())
+    assert minority_in_top >= 6
