@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from divpred import MultinomialLogit
 from divpred.commands import model_io
 from divpred.commands import partition as partition_cmd
+from divpred.data.loaders import load_dataset
+from divpred.partition import Partitioner
 
 from .conftest import two_rule_letters
 
@@ -50,6 +53,18 @@ def test_partition_writes_blocks_csv(table, tmp_path, capsys):
     assert sum(b["size"] for b in summary["blocks"]) + summary["residue"] == 240
     assert (out / "block_summary.csv").exists() and (out / "tests.csv").exists()
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+    # the blocks are the API's (whose recovery test_partition.py measures) ...
+    data = load_dataset(table, label="cls")
+    api = Partitioner(MultinomialLogit(alpha=1e-4), k=10, random_state=0).fit(data.X, data.y)
+    np.testing.assert_array_equal(blocks["block"], api.labels_)
+    # ... and they follow the two labelling rules: the two largest blocks are each mostly
+    # one rule (rows 180.. follow the second), and not the same one
+    rule = (blocks["row"] >= 180).astype(int)
+    largest = blocks.loc[blocks.block >= 0, "block"].value_counts().index[:2]
+    assert len(largest) == 2
+    majority = [rule[blocks.block == b].mean() for b in largest]
+    assert sorted(round(m) for m in majority) == [0, 1]
+    assert all(abs(m - 0.5) > 0.25 for m in majority), majority
 
 
 def test_partition_table_output_and_quiet(table, tmp_path, capsys):
@@ -104,7 +119,14 @@ def test_predict_without_label_column_to_stdout(table, tmp_path, capsys):
     assert run("predict", test, "--model", model) == 0
     pred = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert len(pred) == 30 and "label" not in pred.columns
-    assert set(pred["prediction"]) <= {"high", "low"}
+    # the same rows in the training column order, label included, predict the same
+    same = tmp_path / "same.csv"
+    letters_table(30, 5, seed=1).to_csv(same, index=False)
+    assert run("predict", same, "--model", model, "--out", tmp_path / "same_pred.csv") == 0
+    capsys.readouterr()
+    reference = pd.read_csv(tmp_path / "same_pred.csv")
+    pd.testing.assert_series_equal(pred["prediction"], reference["prediction"])
+    assert set(pred["prediction"]) == {"high", "low"}
 
 
 def test_predict_unknown_category_is_a_value_error(table, tmp_path, capsys):
