@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
+from divpred.datasets import paper_data_dir
+
 # CI runs the same examples every time (a failure repeats) and keeps no example database.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
-
-from divpred.datasets import paper_data_dir
 
 PAPER_DATA = paper_data_dir()
 """The paper's files shipped inside the package (never skipped: they are always there)."""
