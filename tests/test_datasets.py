@@ -14,6 +14,8 @@ import divpred
 from divpred.data import PAPER_FILE_DISTRIBUTIONS
 from divpred.datasets import PAPER_DATASETS, load_paper, load_paper_results, paper_data_dir
 
+from .conftest import assert_one_line_error
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Block sizes as the paper describes its files (Section 4), not as our loader computes them.
@@ -120,3 +122,42 @@ def test_wheel_contains_the_paper_data(tmp_path):
     }
     assert len(shipped) == 16  # 8 data files, 6 result tables, LICENSE, NOTICE
     assert shipped <= names, sorted(shipped - names)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_datasets_list_and_export(tmp_path, capsys):
+    from divpred.cli import main
+
+    assert main(["datasets", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(PAPER_DATASETS)
+    out = tmp_path / "data"
+    assert main(["datasets", "export", "sd3", "--out", str(out)]) == 0
+    assert main(["datasets", "export", "emnist48", "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert f"train: {out / 'sd3_train.csv'}" in printed
+    folder = paper_data_dir()
+    # the shipped files, byte for byte; both exports are kept in the folder
+    for name, original in [
+        ("sd3_train.csv", "synthetic_train_mix_3spec.csv"),
+        ("sd3_test.csv", "synthetic_test_dis1.csv"),
+        ("emnist48_train.npz", "Image_train_30error.npz"),
+        ("emnist48_test.npz", "Image_test.npz"),
+    ]:
+        assert (out / name).read_bytes() == (folder / original).read_bytes(), name
+    truth = pd.read_csv(out / "sd3_truth.csv")
+    assert truth["distribution"].value_counts().to_dict() == {1: 700, 2: 150, 3: 150}
+    assert truth["contaminated"].tolist() == (truth["distribution"] > 1).tolist()
+    assert not (out / "emnist48_truth.csv").exists()
+
+
+def test_cli_datasets_export_errors_are_one_line(tmp_path, capsys):
+    from divpred.cli import main
+
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    code = main(["datasets", "export", "sd2", "--out", str(afile)])
+    assert_one_line_error(code, *capsys.readouterr(), "not a directory")
+    assert afile.read_text() == "x"
+    assert main(["datasets", "export", "sd9"]) == 2  # argparse: invalid choice
+    assert "invalid choice: 'sd9'" in capsys.readouterr().err

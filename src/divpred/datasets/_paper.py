@@ -2,7 +2,8 @@
 
 The files are the authors' public release (https://github.com/FenixHuang667/DataPurification,
 MIT licence; ``paper/LICENSE`` and ``paper/NOTICE`` sit beside them). Importing this module
-reads nothing and imports neither pandas nor scikit-learn: the loaders do, when called.
+reads nothing and imports neither numpy, pandas nor scikit-learn (``divpred datasets --help``
+stays fast): the loaders do, when called.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from ..data import Dataset, SDData
@@ -182,6 +182,8 @@ def load_paper(name: str) -> PaperData:
         sd_pure), 2000 (sd2_pool), 3000 (sd3_pool); test 1000 rows. EMNIST: ``X`` of shape
         (600, 784) in [0, 1], ``y`` in {4, 8}; test 600 images; ``contamination`` None.
     """
+    import numpy as np
+
     from ..data import PAPER_FILE_DISTRIBUTIONS, PAPER_SD_FILES, load_paper_emnist, load_sd_csv
 
     spec = _check_name(name)
@@ -218,8 +220,10 @@ def load_paper_results(figure: str | int) -> pd.DataFrame:
         std_p`` (one row per mislabel rate / |A2|), Figure 7 ``a, b, E_acc, std_acc, E_p,
         std_p``, Figures 4, 6 and 8 ``iteration, size, potential, TestAcc``.
     """
+    from numbers import Integral
+
     from ..experiments.paper import read_paper_table
 
-    if isinstance(figure, int | np.integer) and not isinstance(figure, bool):
+    if isinstance(figure, Integral) and not isinstance(figure, bool):
         figure = f"fig{int(figure)}"
     return read_paper_table(figure, paper_data_dir() / "results")
