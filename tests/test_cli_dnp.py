@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from divpred import MultinomialLogit
+from divpred._model_file import SCHEMA_VERSION
 from divpred.commands import model_io
 from divpred.commands import partition as partition_cmd
 from divpred.data.loaders import load_dataset
@@ -93,9 +94,9 @@ def test_fit_then_predict_round_trip(table, tmp_path, capsys, kind):
     assert run("fit", table, "--label", "cls", "--model", model, "--kind", kind, "--json") == 0
     fitted = json.loads(capsys.readouterr().out)
     assert fitted["kind"] == kind and fitted["classes"] == ["high", "low"]
-    assert model.read_bytes().startswith(model_io.MAGIC)
+    assert model.read_bytes().startswith(b"PK")  # an npz (zip) of arrays, no pickle
     header, content = model_io.load_model(model)
-    assert header["label"] == "cls" and header["format_version"] == model_io.FORMAT_VERSION
+    assert header["label"] == "cls" and header["schema_version"] == SCHEMA_VERSION
     assert content["encoder"].categories_["Q0"] == ["B", "D", "N", "R"]
 
     out = tmp_path / "pred.csv"
@@ -143,28 +144,32 @@ def test_predict_unknown_category_is_a_value_error(table, tmp_path, capsys):
 def test_model_files_from_elsewhere_are_refused(table, tmp_path, capsys):
     model = tmp_path / "m.dpm"
     run("fit", table, "--label", "cls", "--model", model, "-q")
-    raw = model.read_bytes()
-    header_end = raw.index(b"\n", len(model_io.MAGIC))
-    header = json.loads(raw[len(model_io.MAGIC):header_end])
+    with np.load(model, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    description = json.loads(str(arrays["__model__"]))
 
-    def write(name, hdr=None, payload=None):
+    def write(name, **changes):
         path = tmp_path / name
-        body = raw[header_end + 1:] if payload is None else payload
-        path.write_bytes(model_io.MAGIC + json.dumps(hdr or header).encode() + b"\n" + body)
+        np.savez(path, **{**arrays, "__model__": np.array(json.dumps({**description,
+                                                                       **changes}))})
         return path
 
-    with pytest.raises(ValueError, match="made by divpred 0.0.1"):
-        run("predict", table, "--model", write("old.dpm", {**header, "divpred_version": "0.0.1"}))
-    with pytest.raises(ValueError, match="format version"):
-        run("predict", table, "--model", write("v9.dpm", {**header, "format_version": 9}))
+    with pytest.raises(ValueError, match="newer divpred"):
+        run("predict", table, "--model", write("v9.npz", schema_version=9))
+    with pytest.raises(ValueError, match="not a divpred model file"):
+        run("predict", table, "--model", write("other.npz", format="something-else"))
+    with pytest.raises(ValueError, match="unknown kind"):
+        run("predict", table, "--model", write("kind.npz", kind="forest"))
+    truncated = tmp_path / "bad.dpm"
+    truncated.write_bytes(model.read_bytes()[:-10])
     with pytest.raises(ValueError, match="damaged"):
-        run("predict", table, "--model", write("bad.dpm", payload=raw[header_end + 1:-10]))
-    with pytest.raises(ValueError, match="not a divpred model"):
+        run("predict", table, "--model", truncated)
+    with pytest.raises(ValueError, match="damaged or not an npz"):
         run("predict", table, "--model", table)
-    junk = tmp_path / "junk.dpm"
-    junk.write_bytes(model_io.MAGIC + b"{not json\n")
-    with pytest.raises(ValueError, match="damaged"):
-        run("predict", table, "--model", junk)
+    old = tmp_path / "old.dpm"
+    old.write_bytes(b"DIVPRED-MODEL\n{}\n")
+    with pytest.raises(ValueError, match="older divpred"):
+        run("predict", table, "--model", old)
     with pytest.raises(ValueError, match="not found"):
         run("predict", table, "--model", tmp_path / "none.dpm")
 

@@ -157,7 +157,7 @@ def _array(data: dict, key: str, path) -> np.ndarray:
 
 
 def _reason(exc: ValueError, path) -> str:
-    """The reader's message without its 'cannot read checkpoint PATH: ' prefix."""
+    """The reader's message without its 'could not read checkpoint PATH: ' prefix."""
     text = str(exc)
-    prefix = f"cannot read checkpoint {path}: "
+    prefix = f"could not read checkpoint {path}: "
     return text[len(prefix):] if text.startswith(prefix) else text

@@ -145,11 +145,11 @@ def read_npz(path: str | os.PathLike, what: str = "npz file") -> dict[str, np.nd
                     raise _DamagedNpz(f"it has two arrays named {key!r}")
                 arrays[key] = _parse_npy(zf.read(info), key)
     except _DamagedNpz as exc:
-        raise ValueError(f"cannot read {what} {p}: {exc}") from None
+        raise ValueError(f"could not read {what} {p}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse the bytes is a damaged file
         reason = "not a zip archive" if isinstance(exc, zipfile.BadZipFile) else (
             f"{type(exc).__name__}: {exc}")
-        raise ValueError(f"cannot read {what} {p}: the file is damaged or not an npz file "
+        raise ValueError(f"could not read {what} {p}: the file is damaged or not an npz file "
                          f"({reason})") from None
     return arrays
 

@@ -25,7 +25,8 @@ Common behaviour (provided here, not by the commands)
   command prints one line ``divpred: error: <message>`` to stderr and exits with code 2; Ctrl-C
   exits with code 130; a closed stdout pipe (``divpred ... | head``) exits quietly with 141.
   No traceback. Other exceptions are bugs and keep their traceback.
-* Usage errors (unknown option, bad choice, missing argument) exit with code 2 (argparse).
+* Usage errors (unknown option, bad choice, missing argument) print one line
+  ``divpred: error: <message> (see 'divpred COMMAND --help')`` and exit with code 2.
 """
 
 from __future__ import annotations
@@ -67,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
             return _exit_code(exc.code)
         run = getattr(args, "_divpred_run", None)
         if run is None:
-            parser.print_usage(sys.stderr)
             _error("a command is required; see 'divpred --help'")
             return EXIT_ERROR
         with warnings.catch_warnings():
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``divpred`` parser with every registered sub-command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=PROG,
         description="Divide and Predict (arXiv 2603.08649): influence-variance heterogeneity, "
         "purification and block-wise learning.",
@@ -156,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(_divpred_run=module.run)
     return parser
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line ``divpred: error: ...`` (exit 2).
+
+    Sub-command parsers inherit the class (argparse creates them with the parent's type).
+    """
+
+    def error(self, message: str):
+        hint = f"see '{self.prog} --help'"
+        self.exit(EXIT_ERROR, f"{PROG}: error: {' '.join(message.split())} ({hint})\n")
 
 
 def command_modules() -> list[tuple[str, object]]:

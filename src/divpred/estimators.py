@@ -83,6 +83,9 @@ class _ConstantExpert:
     def __init__(self, cls: int):
         self.classes_ = np.array([cls])
 
+    def get_params(self, deep: bool = False) -> dict:
+        return {"cls": int(self.classes_[0])}
+
     def predict(self, X):
         return np.full(np.asarray(X).shape[0], self.classes_[0])
 

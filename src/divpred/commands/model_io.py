@@ -1,38 +1,26 @@
 """``divpred fit`` and ``divpred predict``: train a block-wise classifier, save it, apply it.
 
-Model file format (version 1)
------------------------------
-One file, written atomically::
-
-    DIVPRED-MODEL\\n                 magic line
-    {"format_version": 1, ...}\\n   JSON header: divpred version, kind, label column, feature
-                                    names, classes, SHA-256 of the payload
-    <pickle payload>                {"estimator": ..., "encoder": TabularEncoder or None}
-
-:func:`load_model` refuses (ValueError) a file without the magic line, with a malformed header,
-another format version, another divpred version or a payload whose checksum does not match. The
-payload is a pickle: load only model files you trust.
+Model files hold only data (an ``.npz`` of arrays and a JSON description with a schema
+version; see :mod:`divpred._model_file`): loading one never runs code from it, and a
+damaged, foreign or newer file is refused with a ValueError.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import pickle
 import sys
-from datetime import UTC, datetime
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import _io
+from .._model_file import KIND_CLASSES, load_model, save_model
 
-MAGIC = b"DIVPRED-MODEL\n"
-FORMAT_VERSION = 1
-KINDS = ("purified", "dnp")
-_MAX_HEADER = 1 << 20
+KINDS = tuple(KIND_CLASSES)
+__all__ = ["KINDS", "add_parser", "load_model", "run", "save_model"]
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -91,75 +79,6 @@ def run(args) -> int:
     raise ValueError("run() needs the arguments of 'divpred fit' or 'divpred predict'")
 
 
-# ----------------------------------------------------------------------------- model files
-def save_model(path, estimator, *, kind: str, encoder=None, label=None,
-               feature_names=None) -> dict:
-    """Write ``estimator`` (and the data encoder) to ``path`` atomically; returns the header."""
-    from .. import __version__
-
-    payload = pickle.dumps({"estimator": estimator, "encoder": encoder},
-                           protocol=pickle.HIGHEST_PROTOCOL)
-    header = {
-        "format": "divpred-model",
-        "format_version": FORMAT_VERSION,
-        "divpred_version": __version__,
-        "kind": kind,
-        "estimator": type(estimator).__name__,
-        "label": label,
-        "feature_names": None if feature_names is None else [str(f) for f in feature_names],
-        "n_features": int(estimator.n_features_in_),
-        "classes": [_jsonable(c) for c in estimator.classes_],
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
-    }
-    with _io.atomic_open(path, "wb") as fh:
-        fh.write(MAGIC)
-        fh.write(json.dumps(header).encode("utf-8") + b"\n")
-        fh.write(payload)
-    return header
-
-
-def load_model(path) -> tuple[dict, dict]:
-    """Read a model file written by :func:`save_model`: (header, {"estimator", "encoder"})."""
-    from .. import __version__
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"model file not found: {p}")
-    with open(p, "rb") as fh:
-        if fh.read(len(MAGIC)) != MAGIC:
-            raise ValueError(f"{p} is not a divpred model file (no {MAGIC.strip().decode()} "
-                             "header); create one with 'divpred fit'")
-        line = fh.readline(_MAX_HEADER)
-        payload = fh.read()
-    try:
-        header = json.loads(line.decode("utf-8"))
-        version = header["format_version"]
-        made_by = header["divpred_version"]
-        checksum = header["payload_sha256"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{p} has a damaged divpred model header") from None
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{p} uses model format version {version!r}; this divpred reads "
-                         f"version {FORMAT_VERSION}. Refit the model with 'divpred fit'")
-    if made_by != __version__:
-        raise ValueError(f"{p} was made by divpred {made_by}; this is divpred {__version__}. "
-                         "Refit the model with this version ('divpred fit')")
-    if hashlib.sha256(payload).hexdigest() != checksum:
-        raise ValueError(f"{p} is damaged: its payload does not match the header checksum")
-    try:
-        content = pickle.loads(payload)  # noqa: S301 - checksummed file of a known format
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"cannot load the model in {p}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(content, dict) or "estimator" not in content:
-        raise ValueError(f"{p} does not contain a divpred model")
-    return header, content
-
-
-def _jsonable(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
 # ----------------------------------------------------------------------------- fit
 def _make_estimator(args):
     from ..estimators import DivideAndPredictClassifier, PurifiedClassifier
@@ -180,11 +99,10 @@ def _make_estimator(args):
 
 
 def run_fit(args) -> int:
-    import warnings
-
     from ..data.loaders import load_dataset
 
     quiet = getattr(args, "quiet", False)
+    _check_output_file(args.model, "--model")  # before any work
     data = load_dataset(args.data, label=args.label)
     est = _make_estimator(args)
     with warnings.catch_warnings():
@@ -218,6 +136,13 @@ def run_fit(args) -> int:
     return 0
 
 
+def _check_output_file(path, option: str) -> None:
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {target} is a folder; give a file name")
+    _io.check_output_dir(target.parent, f"folder of {option}")
+
+
 def _finite(v):
     v = float(v)
     return v if np.isfinite(v) else None
@@ -248,7 +173,28 @@ def _load_features(path, header, encoder):
     return data.X, data.y
 
 
+def _label_mismatch(y, classes) -> str | None:
+    """Why the labels cannot be compared with the model's classes, or None if they can."""
+    known = np.isin(y, classes)
+    if np.any(known):
+        return None
+    kinds = {type(_plain(v)).__name__ for v in np.unique(y)[:50]}
+    model_kinds = {type(_plain(c)).__name__ for c in classes}
+    detail = (f"labels of type {'/'.join(sorted(kinds))}, the model's classes of type "
+              f"{'/'.join(sorted(model_kinds))}" if kinds != model_kinds else
+              f"e.g. {', '.join(map(repr, np.unique(y)[:3].tolist()))} vs the model's "
+              f"{', '.join(map(repr, classes[:3].tolist()))}")
+    return (f"none of the {y.size} labels is one of the model's classes ({detail}); no "
+            "accuracy is reported")
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def run_predict(args) -> int:
+    if args.out:
+        _check_output_file(args.out, "--out")  # before any work
     header, content = load_model(args.model)
     est = content["estimator"]
     X, y = _load_features(args.data, header, content["encoder"])
@@ -262,7 +208,10 @@ def run_predict(args) -> int:
         frame[f"proba_{cls}"] = proba[:, j]
     if y is not None:
         frame.insert(1, "label", y)
-    accuracy = None if y is None else float(np.mean(pred == y))
+    mismatch = None if y is None else _label_mismatch(y, est.classes_)
+    if mismatch is not None:
+        warnings.warn(mismatch, UserWarning, stacklevel=1)
+    accuracy = None if y is None or mismatch else float(np.mean(pred == y))
     if args.out:
         _io.write_csv(args.out, frame)
     elif not args.json:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from divpred._io import read_npz
 from divpred._validation import check_features, check_labels
 from divpred.data.synthetic import SDData
 
@@ -126,6 +126,9 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             dup = frame.columns[frame.columns.duplicated()].tolist()
             raise ValueError(f"duplicate column names: {dup}")
         self._check_missing(frame)
+        for c in frame.columns:
+            if not _is_numeric(frame[c]):
+                _check_stray_text(frame[c], c)
         self.columns_ = list(frame.columns)
         self.numeric_columns_ = [c for c in frame.columns if _is_numeric(frame[c])]
         self.categories_ = {
@@ -182,9 +185,10 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
                 block[np.arange(len(values)), codes] = 1.0
             else:
                 if not _is_numeric(col):
-                    raise ValueError(
-                        f"column {c!r} was numeric at fit but has dtype {col.dtype} now"
-                    )
+                    rows = _text_rows(col)
+                    where = (f": {col.iloc[rows[0]]!r} in {_row(rows[0])}" if rows.size
+                             else f" (dtype {col.dtype})")
+                    raise ValueError(f"column {c!r} was numeric at fit but is not now{where}")
                 block = col.to_numpy(dtype=np.float64).reshape(-1, 1)
                 if not np.all(np.isfinite(block)):
                     raise ValueError(f"column {c!r} contains infinite values")
@@ -215,6 +219,38 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         if len(bad):
             detail = ", ".join(f"{c!r}: {int(k)}" for c, k in bad.items())
             raise ValueError(f"missing values (NaN) in feature column(s) {detail}; impute or drop")
+
+
+STRAY_TEXT_SHARE = 0.1
+"""A column whose values are numbers except at most this share is taken as numeric with stray
+text (an error), not as categories."""
+
+
+def _text_rows(col: pd.Series) -> np.ndarray:
+    """Positions of the values of ``col`` that are not numbers."""
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return np.arange(len(col))
+    numbers = pd.to_numeric(col, errors="coerce")
+    return np.flatnonzero(numbers.isna().to_numpy() & col.notna().to_numpy())
+
+
+def _row(pos: int) -> str:
+    return f"data row {pos + 1} (line {pos + 2} of a CSV file with a header)"
+
+
+def _check_stray_text(col: pd.Series, name) -> None:
+    """ValueError when a text column is numbers but for a few values (a typo, not categories)."""
+    if pd.api.types.is_bool_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype):
+        return
+    rows = _text_rows(col)
+    if 0 < rows.size <= STRAY_TEXT_SHARE * len(col):
+        shown = ", ".join(f"{col.iloc[r]!r} in {_row(r)}" for r in rows[:3])
+        more = f" and {rows.size - 3} more" if rows.size > 3 else ""
+        raise ValueError(
+            f"column {name!r} holds numbers except {rows.size} value(s): {shown}{more}; fix or "
+            "remove them (a numeric column with stray text would be one-hot encoded as "
+            f"{pd.unique(col.to_numpy(dtype=object)).size} categories)"
+        )
 
 
 def _existing_file(path: PathLike, what: str = "file") -> Path:
@@ -329,11 +365,7 @@ def load_npz(path: PathLike, *, part: Literal["train", "test"] = "train") -> Dat
     if part not in ("train", "test"):
         raise ValueError(f"part must be 'train' or 'test'; got {part!r}")
     p = _existing_file(path, "npz file")
-    try:
-        with np.load(p, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"could not read npz file {p}: {exc}") from None
+    arrays = read_npz(p, "npz file")  # no pickle, and messages about the user's file
     keys = sorted(arrays)
     if "X" in arrays and "y" in arrays and part == "train":
         xk, yk = "X", "y"
