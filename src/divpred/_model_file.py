@@ -36,7 +36,7 @@ import pandas as pd
 
 from . import _io
 
-__all__ = ["FORMAT", "SAVED_CLASSES", "SCHEMA_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT", "SAVED_CLASSES", "SCHEMA_VERSION", "json_label", "load_model", "save_model"]
 
 FORMAT = "divpred-model"
 SCHEMA_VERSION = 2  # 1: a pickle behind a JSON header (no longer read: loading it ran code)
@@ -91,7 +91,7 @@ def save_model(path, estimator, *, kind: str, encoder=None, label=None,
         "schema_version": SCHEMA_VERSION,
         "divpred_version": __version__,
         "kind": kind,
-        "classes": [_plain(c) for c in estimator.classes_],
+        "classes": [json_label(c) for c in estimator.classes_],
         "n_features": int(estimator.n_features_in_),
         "label": label,
         "feature_names": None if feature_names is None else [str(f) for f in feature_names],
@@ -103,7 +103,7 @@ def save_model(path, estimator, *, kind: str, encoder=None, label=None,
     return description
 
 
-def _plain(value):
+def json_label(value):
     """A JSON value for a scalar label (numpy scalars become Python ones)."""
     value = value.item() if isinstance(value, np.generic) else value
     if isinstance(value, float) and not math.isfinite(value):
@@ -304,7 +304,7 @@ def _check_model(d: dict, est, encoder) -> None:
         raise _Invalid(f"its estimator is a {type(est).__name__}, not a {d['kind']} model")
     classes = _array(est, "classes_", ndim=1)
     n_features = _count(est, "n_features_in_")
-    if [_plain(c) for c in classes] != d["classes"] or n_features != d["n_features"]:
+    if [json_label(c) for c in classes] != d["classes"] or n_features != d["n_features"]:
         raise _Invalid("its classes or number of features differ from its description")
     if classes.size < 2 or np.unique(classes).size != classes.size:
         raise _Invalid("its classes are not distinct labels")

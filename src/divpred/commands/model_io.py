@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _io
-from .._model_file import KIND_CLASSES, load_model, save_model
+from .._model_file import KIND_CLASSES, json_label, load_model, save_model
 
 KINDS = tuple(KIND_CLASSES)
 __all__ = ["KINDS", "add_parser", "load_model", "run", "save_model"]
@@ -178,18 +178,15 @@ def _label_mismatch(y, classes) -> str | None:
     known = np.isin(y, classes)
     if np.any(known):
         return None
-    kinds = {type(_plain(v)).__name__ for v in np.unique(y)[:50]}
-    model_kinds = {type(_plain(c)).__name__ for c in classes}
+    values = pd.unique(y)
+    kinds = {type(json_label(v)).__name__ for v in values[:50]}
+    model_kinds = {type(json_label(c)).__name__ for c in classes}
     detail = (f"labels of type {'/'.join(sorted(kinds))}, the model's classes of type "
               f"{'/'.join(sorted(model_kinds))}" if kinds != model_kinds else
-              f"e.g. {', '.join(map(repr, np.unique(y)[:3].tolist()))} vs the model's "
+              f"e.g. {', '.join(map(repr, values[:3].tolist()))} vs the model's "
               f"{', '.join(map(repr, classes[:3].tolist()))}")
     return (f"none of the {y.size} labels is one of the model's classes ({detail}); no "
             "accuracy is reported")
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def run_predict(args) -> int:
