@@ -1,8 +1,12 @@
-"""Scaling benchmark: V[X] and one fast-delta (fast1) pass at large n, numpy vs Dask, and the
-PyTorch adapter on the paper's EMNIST 4/8 MLP.
+"""Scaling benchmark: cost against n, V[X] and one fast-delta (fast1) pass at large n, numpy vs
+Dask, and the PyTorch adapter on the paper's EMNIST 4/8 MLP.
 
 Usage::
 
+    python benchmarks/bench_scale.py sizes  [--sizes 1e3 1e4 1e5 1e6] [--auto-max-n 1e5]
+                                     # numpy: V, fast scores, one iteration, the whole default
+                                     # Purifier run; seconds, peak MB, ratios to the limit
+    python benchmarks/bench_scale.py --smoke                   # sizes at n = 2000, < 60 s
     python benchmarks/bench_scale.py local  [--n 1000000]      # numpy and dask, in memory
     python benchmarks/bench_scale.py ooc    [--n 10000000]     # dask, out of core (npz blocks)
     python benchmarks/bench_scale.py grow                      # cost against n and m
@@ -32,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from divpred.datasets import paper_data_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit_result, format_table, machine_info, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = paper_data_dir()  # the paper's files, shipped with divpred
@@ -294,6 +301,52 @@ def run_torch_curve(iters, k=10, method="fast1"):
 
 
 # ------------------------------------------------------------------------------ main
+SIZE_COLUMNS = [
+    ("n", "n"), ("m", "m"), ("fit_s", "fit s"), ("limit_s", "limit s"), ("V_s", "V s"),
+    ("V_ratio", "V/limit"), ("V_MB", "V MB"), ("fast_method", "fast"), ("fast_s", "fast s"),
+    ("fast_ratio", "fast/limit"), ("fast_MB", "fast MB"), ("iter_s", "1 iter s"),
+    ("iter_MB", "iter MB"), ("auto_s", "auto s"), ("auto_iterations", "auto its"),
+    ("auto_removed", "removed"), ("auto_MB", "auto MB"), ("load", "load"),
+]
+
+
+def cmd_sizes(args, results_dir):
+    """One fresh process per size (largest last), a table, exponents, CSV + JSON."""
+    from _scale_sizes import fitted_exponent
+
+    print(f"bench_scale sizes: {machine_info()}")
+    rows = []
+    for n in sorted(int(float(v)) for v in args.sizes):
+        payload = {"n": n, "auto": n <= args.auto_max_n, "iteration": n <= args.iter_max_n}
+        print(f"  n = {n} ...", file=sys.stderr, flush=True)
+        row = run_child(__file__, payload, timeout=3 * 3600)
+        row.setdefault("n", n)
+        row["load"] = _load()
+        rows.append(row)
+        if "error" in row:
+            print(f"  n = {n}: {row['error']}", file=sys.stderr)
+    print(format_table(rows, SIZE_COLUMNS))
+    exps = {k: fitted_exponent(rows, k) for k in ("V_s", "fast_s", "iter_s", "limit_s")}
+    print("fitted exponent of seconds in n (n >= 1e4): "
+          + ", ".join(f"{k[:-2]} {v:.2f}" for k, v in exps.items()))
+    if results_dir is not None:
+        import pandas as pd
+
+        results_dir.mkdir(parents=True, exist_ok=True)
+        tag = "-".join(f"{r['n']:.0e}".replace("+0", "") for r in rows)
+        pd.DataFrame(rows).to_csv(results_dir / f"scale-sizes-{tag}.csv", index=False)
+        with open(results_dir / f"scale-sizes-{tag}.json", "w") as fh:
+            json.dump({"rows": rows, "exponents": exps, "machine": machine_info()}, fh,
+                      indent=1, default=float)
+    return rows
+
+
+def child(payload):
+    from _scale_sizes import measure_size
+
+    emit_result(measure_size(payload["n"], auto=payload["auto"], iteration=payload["iteration"]))
+
+
 def cmd_local(args):
     rows = []
     for func in (run_numpy, run_dask_memory):
@@ -371,7 +424,17 @@ def _curve(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["local", "ooc", "grow", "torch", "all"])
+    parser.add_argument("what", nargs="?", default="sizes",
+                        choices=["sizes", "local", "ooc", "grow", "torch", "all"])
+    parser.add_argument("--sizes", nargs="+", default=["1e3", "1e4", "1e5", "1e6"],
+                        help="sizes: n values for 'sizes' (default 1e3 1e4 1e5 1e6)")
+    parser.add_argument("--auto-max-n", type=float, default=1e5,
+                        help="sizes: run the whole default Purifier up to this n (default 1e5)")
+    parser.add_argument("--iter-max-n", type=float, default=1e6,
+                        help="sizes: time one iteration up to this n (default 1e6)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="sizes at n = 2000 only, writes nothing into benchmarks/results")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--block-rows", type=int, default=250_000)
     parser.add_argument("--workdir", default=None, help="folder for the out-of-core blocks")
@@ -379,6 +442,14 @@ def main(argv=None):
     parser.add_argument("--curve-method", default="fast1", choices=["fast1", "self_influence"])
     parser.add_argument("--curve-only", action="store_true", help="torch: the curve only")
     args = parser.parse_args(argv)
+    if args.child:
+        child(json.loads(args.child))
+        return
+    if args.smoke:
+        cmd_sizes(argparse.Namespace(sizes=["2000"], auto_max_n=2000, iter_max_n=2000), None)
+        return
+    if args.what in ("sizes", "all"):
+        cmd_sizes(args, RESULTS)
     if args.what in ("local", "all"):
         cmd_local(argparse.Namespace(**{**vars(args), "n": args.n or 1_000_000}))
     if args.what in ("grow", "all"):

@@ -26,7 +26,11 @@ from collections.abc import Iterator
 import numpy as np
 
 DEFAULT_CHUNK = 8192  # rows per block in chunked loops: keeps blocks of G well under 100 MB
-_GRAM_BLOCK = 2048  # rows per GEMM in the weighted Gram: the stacked copies stay in cache
+# Rows per GEMM in the weighted Gram: the stacked weighted copies of a block (rows x K D
+# doubles) stay within about 1 MB, i.e. in L2 (D = 41, K = 6: 512 rows, 20-30% faster than 2048
+# rows at n = 8192 on the development machine); never fewer than 512 (large D needs long GEMMs).
+_GRAM_BUFFER_BYTES = 2**20
+_GRAM_MIN_ROWS, _GRAM_MAX_ROWS = 512, 2048
 
 _BLAS_CONTROLLER = None
 
@@ -158,11 +162,12 @@ def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -
     """
     n, D = Xa.shape
     K = Wu.shape[1]
-    if out is None and n <= _GRAM_BLOCK:  # one block: no buffers to set up
+    block = int(np.clip(_GRAM_BUFFER_BYTES // (8 * K * D), _GRAM_MIN_ROWS, _GRAM_MAX_ROWS))
+    if out is None and n <= block:  # one block: no buffers to set up
         return Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, K * D)
     if out is None:
         out = np.zeros((D, K * D))
-    bs = min(_GRAM_BLOCK, n)
+    bs = min(block, n)
     if bs == 0:
         return out
     buf = np.empty((bs, K, D))

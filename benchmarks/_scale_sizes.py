@@ -1,0 +1,89 @@
+"""Cost against n of the numpy path (``bench_scale.py sizes``): V, the fast scores, one
+purification iteration and the whole default Purifier run, beside "the limit" measured in the
+same process: one GEMM of G (n x m) by an m x m matrix plus one read of G.
+
+Each size runs in a fresh interpreter (``bench_scale.py --child``). Peak memory of a step is
+the tracemalloc high-water mark during that step (NumPy reports its buffers to tracemalloc), so
+it is the step's extra memory beyond what existed before it (X, y and the fitted model).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import tracemalloc
+
+import numpy as np
+
+ALPHA, DAMPING = 1e-4, 0.01
+
+
+def _step(fn):
+    """(result, seconds, peak extra MB) of ``fn()``."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+        seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, seconds, peak / 2**20
+
+
+def _limit_seconds(model, X, y, repeat: int) -> float:
+    """Best of ``repeat``: G @ A (A m x m) plus G.sum(), G built beforehand (not timed)."""
+    from divpred._state import FittedState
+    from divpred.models import _softmax as sm
+
+    st = FittedState.from_model(model, X, y)
+    G = sm.kron_rows(st.R, st.Xa)
+    A = st.H_data + np.eye(st.m)
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = G @ A
+        float(G.sum())
+        best = min(best, time.perf_counter() - t0)
+        del out
+    return best
+
+
+def measure_size(n: int, *, auto: bool, iteration: bool, seed: int = 0) -> dict:
+    """All the measurements at one n (run in a child process: single-threaded BLAS)."""
+    from bench_scale import onehot_numpy
+    from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
+    from divpred.models._softmax import _single_threaded_blas
+
+    row: dict = {"n": n}
+    X, y = onehot_numpy(n, seed=seed)
+    model, row["fit_s"], row["fit_MB"] = _step(
+        lambda: MultinomialLogit(alpha=ALPHA, damping=DAMPING).fit(X, y))
+    row["m"] = (model.classes_.shape[0] - 1) * (X.shape[1] + 1)
+    with _single_threaded_blas():
+        row["V"], row["V_s"], row["V_MB"] = _step(lambda: influence_variance(model, X, y))
+        (scores, info), row["fast_s"], row["fast_MB"] = _step(
+            lambda: delta_scores(model, X, y, "fast", return_info=True))
+        row["fast_method"] = info["method"]
+        row["limit_s"] = _limit_seconds(model, X, y, repeat=1 if n >= 10**6 else 3)
+    row["V_ratio"] = row["V_s"] / row["limit_s"]
+    row["fast_ratio"] = row["fast_s"] / row["limit_s"]
+    base = {"model": MultinomialLogit(alpha=ALPHA, damping=DAMPING)}
+    if iteration:
+        pur, _, row["iter_MB"] = _step(lambda: Purifier(**base, max_iter=1).fit(X, y))
+        row["iter_s"] = pur.seconds_[1] if len(pur.seconds_) > 1 else float("nan")
+    if auto:
+        pur, row["auto_s"], row["auto_MB"] = _step(lambda: Purifier(**base).fit(X, y))
+        row["auto_iterations"] = int(pur.stop_iteration_)
+        row["auto_removed"] = int(len(pur.removal_order_))
+    return row
+
+
+def fitted_exponent(rows, key: str, min_n: int = 10_000) -> float:
+    """Least-squares slope of log(seconds) against log(n) over the sizes n >= ``min_n``."""
+    pts = [(math.log(r["n"]), math.log(r[key])) for r in rows
+           if r["n"] >= min_n and r.get(key) and r[key] > 0]
+    if len(pts) < 2:
+        return float("nan")
+    x, t = np.array(pts).T
+    return float(np.polyfit(x, t, 1)[0])
