@@ -80,7 +80,10 @@ def test_self_influence_scores(client, problem):
 
 @pytest.mark.parametrize("tile", [2048, 16])
 def test_moments(client, monkeypatch, tile):
-    monkeypatch.setattr(db, "_PAIR_TILE", tile)  # tiles of K smaller than the blocks
+    from divpred.backends._dask import influence as dask_influence
+
+    # tiles of K smaller than the blocks
+    monkeypatch.setattr(dask_influence, "_PAIR_TILE", tile)
     X, y = make_classification(300, 3, 3, seed=5)
     model = MultinomialLogit(alpha=1e-2).fit(X, y)
     Xd, yd = db.as_dask_data(X, y, block_rows=70)

@@ -93,3 +93,23 @@ def test_fast1_holds_no_n_by_m_array(monkeypatch):
         tracemalloc.stop()
     # Xa (n x D), P, W and a few (n, B) arrays are about 0.6 G here; G itself would add 1.0
     assert peak < 0.9 * g_bytes, peak / g_bytes
+
+
+def test_fast2_holds_few_n_by_n_arrays(monkeypatch):
+    """Chunked over candidates, fast2 keeps K~ and blocks of rows, not about 4 B + 2 whole
+    n x n matrices; the scores do not depend on the block size."""
+    import divpred._fast2
+
+    X, y = make_classification(1200, 5, 4, seed=6)
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    whole = delta_scores(model, X, y, "fast2")
+    monkeypatch.setattr(divpred._fast2, "_BLOCK_BYTES", 2**20)  # about 10 candidates a block
+    tracemalloc.start()
+    try:
+        blocked = delta_scores(model, X, y, "fast2")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-13 * np.abs(whole).max())
+    nn_bytes = 1200 * 1200 * 8
+    assert peak < 3 * nn_bytes, peak / nn_bytes

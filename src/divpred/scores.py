@@ -55,9 +55,10 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
 
+from ._fast2 import fast2_fixed_and_shift
 from ._rowpass import dprime_gram, score_row_stats
-from ._state import FittedState, dual_gram, pair_removal_delta
-from .models._softmax import _single_threaded_blas, hessian_shift_coefficients
+from ._state import FittedState, pair_removal_delta
+from .models._softmax import _single_threaded_blas, hessian_shift_coefficients, psd_factor
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
@@ -358,7 +359,7 @@ def _exact_dual(state: FittedState, n_jobs: int = 1) -> np.ndarray:
 
     def batch(zs):
         R, W = _shifted_fits(state, zs, steps[zs])
-        U = _psd_factor(W / (n - 1.0))  # (c, n, B, B)
+        U = psd_factor(W / (n - 1.0))  # (c, n, B, B)
         out = np.empty(zs.shape[0])
         for k in range(zs.shape[0]):
             Rk, Uk = R[k], U[k]
@@ -385,14 +386,6 @@ def _exact_dual(state: FittedState, n_jobs: int = 1) -> np.ndarray:
         return out
 
     return _over_candidates(batch, n, per_cand, n_jobs, "processes")
-
-
-def _psd_factor(W: np.ndarray) -> np.ndarray:
-    """U with U U^T = W for a stack of PSD (B, B) matrices (eigenvalues clipped at 0)."""
-    if W.shape[-1] == 1:
-        return np.sqrt(np.clip(W, 0.0, None))
-    evals, evecs = np.linalg.eigh(W)
-    return evecs * np.sqrt(np.clip(evals, 0.0, None))[..., None, :]
 
 
 # -------------------------------------------------------------------------- fast paths
@@ -475,79 +468,6 @@ def _fast1(state: FittedState) -> np.ndarray:
 
 
 def _fast2(state: FittedState) -> np.ndarray:
-    from scipy import linalg
-
-    n, B, D, m = state.n, state.B, state.D, state.m
-    Xa = state.Xa
-    # K~ = -G H~^{-1} G^T, and with layout [a][z, i]: T[a][z, i] = xa_z . (H~^{-1} g_i)_a,
-    # KT[a][z, i] = sum_j K~_ij T[a][z, j], Hd[z, a, b] = xa_z^T (H~^{-1})_ab xa_z.
-    if state.binary_dual:
-        f = _first_order_terms_dual(state)
-        r = state.R[:, 0]
-        Mxt = dual_gram(state.Gm, state.W[:, 0, 0] / (n - 1.0), state.mu)
-        Kt = -(r[:, None] * Mxt * r[None, :])
-        T = [Mxt * r[None, :]]
-        KT = [T[0] @ Kt]
-        Hd = np.diag(Mxt).copy()[:, None, None]
-    else:
-        f = _first_order_terms(state)
-        Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
-        cho = linalg.cho_factor(Ht, lower=True, check_finite=False)
-        Hti = linalg.cho_solve(cho, np.eye(m), check_finite=False)
-        Ft = state.G @ Hti  # rows H~^{-1} g_i, (n, m)
-        Kt = -(Ft @ state.G.T)
-        Kt = 0.5 * (Kt + Kt.T)
-        KtFt = -(Ft @ ((state.G.T @ state.G) @ Hti))  # K~ Ft without an n^3 product
-        T = [Xa @ Ft[:, a * D : (a + 1) * D].T for a in range(B)]
-        KT = [Xa @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)]
-        Hd = np.empty((n, B, B))
-        for a in range(B):
-            for b in range(B):
-                blk = Hti[a * D : (a + 1) * D, b * D : (b + 1) * D]
-                Hd[:, a, b] = np.einsum("nd,nd->n", Xa @ blk, Xa)
-    Lz = _psd_factor(state.W)  # (n, B, B), W'_z = L_z L_z^T
-    scale = 1.0 / np.sqrt(n - 1.0)
-    diag_idx = np.arange(n)
-    Vz, KV = [], []
-    for b in range(B):
-        v = sum(Lz[:, a, b][:, None] * T[a] for a in range(B)) * scale
-        kv = sum(Lz[:, a, b][:, None] * KT[a] for a in range(B)) * scale
-        # z leaves the set: drop v_{z,z} from every sum over i
-        kv -= Kt * v[diag_idx, diag_idx][:, None]
-        v[diag_idx, diag_idx] = 0.0
-        Vz.append(v)
-        KV.append(kv)
-    Omega = np.einsum("zab,zac,zcd->zbd", Lz, Hd, Lz) * scale**2
-    Gamma = np.linalg.inv(np.eye(B)[None] - Omega)
-    Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
-
-    diagK = np.diag(Kt).copy()
-    rs = Kt.sum(axis=1)
-    rowsq = np.sum(Kt * Kt, axis=1)
-    tot, tr, fro2, diag2 = rs.sum(), diagK.sum(), rowsq.sum(), np.sum(diagK**2)
-    sumK = tot - 2.0 * rs + diagK
-    trK = tr - diagK
-    sumK2 = fro2 - 2.0 * rowsq + diagK**2
-    diagK2 = diag2 - diagK**2
-
-    a_vec = np.stack([v.sum(axis=1) for v in Vz], axis=1)  # (z, B)
-    A = np.empty((n, B, B))
-    VKV = np.empty((n, B, B))
-    e = np.zeros((n, n))
-    for a in range(B):
-        for b in range(B):
-            A[:, a, b] = np.einsum("zi,zi->z", Vz[a], Vz[b])
-            VKV[:, a, b] = np.einsum("zi,zi->z", Vz[a], KV[b])
-            e += Gamma[:, a, b][:, None] * Vz[a] * Vz[b]
-    S1 = (sumK - trK) - (np.einsum("za,zab,zb->z", a_vec, Gamma, a_vec) - e.sum(axis=1))
-    GA = Gamma @ A
-    sumsq = sumK2 - 2.0 * np.einsum("zab,zba->z", Gamma, VKV) + np.einsum("zab,zba->z", GA, GA)
-    diagsq = diagK2 - 2.0 * (e @ diagK) + np.einsum("zi,zi->z", e, e)
-    S2 = sumsq - diagsq
-    Np = (n - 1.0) * (n - 2.0)
-    v_fixed = S2 / Np - (S1 / Np) ** 2
-
-    s_vec = f["s_vec"]
-    own_grad = 2.0 * np.einsum("zab,zb,za->z", state.W, s_vec, f["t"])
-    own_hess = np.einsum("za,za->z", f["coef_h"], s_vec) / n
-    return v_fixed + f["shift"] + own_grad - own_hess
+    """V_{-z} of the semi-exact scores (:mod:`divpred._fast2`)."""
+    f = _first_order_terms_dual(state) if state.binary_dual else _first_order_terms(state)
+    return fast2_fixed_and_shift(state, f)

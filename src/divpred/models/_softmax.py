@@ -282,3 +282,11 @@ def hessian_shift_coefficients(P: np.ndarray, Q: np.ndarray, Qd: np.ndarray) -> 
     v = np.einsum("ncc->nc", Z) - 2.0 * np.einsum("nce,ne->nc", Z, P)
     Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
     return Wv @ Q
+
+
+def psd_factor(W: np.ndarray) -> np.ndarray:
+    """U with U U^T = W for a stack of PSD (B, B) matrices (eigenvalues clipped at 0)."""
+    if W.shape[-1] == 1:
+        return np.sqrt(np.clip(W, 0.0, None))
+    evals, evecs = np.linalg.eigh(W)
+    return evecs * np.sqrt(np.clip(evals, 0.0, None))[..., None, :]

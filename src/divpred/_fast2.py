@@ -1,0 +1,113 @@
+r"""The semi-exact ("fast2") scores, chunked over candidates z (see ``scores``' docstring).
+
+With H~ = (n/(n-1)) H_data + mu I and K~ = -G H~^{-1} G^T, removing z's Hessian term is the
+rank-B downdate H~ - B_z B_z^T, so K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}. Every per-z
+quantity is a row z of an n x n matrix: T[a][z, i] = xa_z . (H~^{-1} g_i)_a and
+KT[a][z, i] = sum_j K~_ij T[a][z, j]. They are built for a block of candidates at a time, so
+besides K~ (n x n) memory is O(block n B) instead of about 4 B + 2 whole n x n matrices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from ._state import FittedState, dual_gram
+from .models import _softmax as sm
+
+_BLOCK_BYTES = 64 * 2**20  # the per-block rows of T, KT, V_z, K~ V_z and e
+
+
+def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
+    """V_{-z} for every z: the fixed-parameter part exactly plus the first-order model shift,
+    from the first-order terms ``f`` of ``scores._first_order_terms`` (or its dual form)."""
+    n, B, D, m = state.n, state.B, state.D, state.m
+    Xa = state.Xa
+    if state.binary_dual:
+        r = state.R[:, 0]
+        Mxt = dual_gram(state.Gm, state.W[:, 0, 0] / (n - 1.0), state.mu)
+        Kt = -(r[:, None] * Mxt * r[None, :])
+        A1 = Mxt * r[None, :]
+
+        def rows(zs):
+            T = [A1[zs]]
+            return T, [T[0] @ Kt]
+
+        Hd = np.diag(Mxt).copy()[:, None, None]
+    else:
+        Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
+        Hti = linalg.cho_solve(linalg.cho_factor(Ht, lower=True, check_finite=False),
+                               np.eye(m), check_finite=False)
+        G = state.G
+        Ft = G @ Hti  # rows H~^{-1} g_i, (n, m)
+        Kt = -(Ft @ G.T)
+        Kt = 0.5 * (Kt + Kt.T)
+        KtFt = -(Ft @ ((G.T @ G) @ Hti))  # K~ Ft without an n^3 product
+
+        def rows(zs):
+            Xz = Xa[zs]
+            return ([Xz @ Ft[:, a * D : (a + 1) * D].T for a in range(B)],
+                    [Xz @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)])
+
+        Hd = sm.block_quadratic_forms(Xa, 0.5 * (Hti + Hti.T), B)
+    Lz = sm.psd_factor(state.W)  # (n, B, B), W'_z = L_z L_z^T
+    scale = 1.0 / np.sqrt(n - 1.0)
+    Omega = np.einsum("zab,zac,zcd->zbd", Lz, Hd, Lz) * scale**2
+    Gamma = np.linalg.inv(np.eye(B)[None] - Omega)
+    Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
+
+    diagK = np.diag(Kt).copy()
+    rs = Kt.sum(axis=1)
+    rowsq = np.sum(Kt * Kt, axis=1)
+    tot, tr, fro2, diag2 = rs.sum(), diagK.sum(), rowsq.sum(), np.sum(diagK**2)
+    sumK = tot - 2.0 * rs + diagK
+    trK = tr - diagK
+    sumK2 = fro2 - 2.0 * rowsq + diagK**2
+    diagK2 = diag2 - diagK**2
+
+    S1 = np.empty(n)
+    S2 = np.empty(n)
+    block = int(max(1, _BLOCK_BYTES // (8 * n * (4 * B + 2))))
+    for start in range(0, n, block):
+        zs = np.arange(start, min(start + block, n))
+        S1[zs], S2[zs] = _removal_sums(zs, rows(zs), Kt, diagK, Lz[zs], Gamma[zs], scale)
+    S1 = (sumK - trK) - S1
+    S2 = (sumK2 - diagK2) + S2
+    Np = (n - 1.0) * (n - 2.0)
+    v_fixed = S2 / Np - (S1 / Np) ** 2
+
+    s_vec = f["s_vec"]
+    own_grad = 2.0 * np.einsum("zab,zb,za->z", state.W, s_vec, f["t"])
+    own_hess = np.einsum("za,za->z", f["coef_h"], s_vec) / n
+    return v_fixed + f["shift"] + own_grad - own_hess
+
+
+def _removal_sums(zs, rows, Kt, diagK, Lz, Gamma, scale):
+    """For the candidates ``zs``: the Woodbury corrections of sum_{i != j} K^(z)_ij and of
+    sum_{i != j} (K^(z)_ij)^2 (the latter with the diagonal part already subtracted)."""
+    T, KT = rows
+    c, B = zs.shape[0], Lz.shape[1]
+    local = np.arange(c)
+    Vz, KV = [], []
+    for b in range(B):
+        v = sum(Lz[:, a, b][:, None] * T[a] for a in range(B)) * scale
+        kv = sum(Lz[:, a, b][:, None] * KT[a] for a in range(B)) * scale
+        # z leaves the set: drop v_{z,z} from every sum over i
+        kv -= Kt[zs] * v[local, zs][:, None]
+        v[local, zs] = 0.0
+        Vz.append(v)
+        KV.append(kv)
+    a_vec = np.stack([v.sum(axis=1) for v in Vz], axis=1)  # (c, B)
+    A = np.empty((c, B, B))
+    VKV = np.empty((c, B, B))
+    e = np.zeros_like(Vz[0])
+    for a in range(B):
+        for b in range(B):
+            A[:, a, b] = np.einsum("zi,zi->z", Vz[a], Vz[b])
+            VKV[:, a, b] = np.einsum("zi,zi->z", Vz[a], KV[b])
+            e += Gamma[:, a, b][:, None] * Vz[a] * Vz[b]
+    s1 = np.einsum("za,zab,zb->z", a_vec, Gamma, a_vec) - e.sum(axis=1)
+    GA = Gamma @ A
+    sq = -2.0 * np.einsum("zab,zba->z", Gamma, VKV) + np.einsum("zab,zba->z", GA, GA)
+    diag = -2.0 * (e @ diagK) + np.einsum("zi,zi->z", e, e)
+    return s1, sq - diag

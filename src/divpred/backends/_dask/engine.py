@@ -1,0 +1,116 @@
+"""The block engine: per-block numpy functions combined by tree reductions or lazy maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ..._state import FittedState
+from ...models import _softmax as sm
+from .data import as_dask_data
+
+SPLIT_EVERY = 8  # fan-in of the tree reductions
+
+
+@dataclass
+class _Data:
+    """Row-blocked data, its classes and the rows removed so far (purification)."""
+
+    X: da.Array
+    y: da.Array
+    classes: np.ndarray
+    removed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    rows: da.Array = field(init=False)
+
+    def __post_init__(self):
+        self.rows = da.arange(self.X.shape[0], chunks=(self.X.chunks[0],))
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0] - self.removed.size)
+
+
+def _prepare(X, y, classes=None) -> _Data:
+    X, y = as_dask_data(X, y)
+    if classes is None:
+        classes = np.unique(np.asarray(y.map_blocks(np.unique, dtype=y.dtype).compute()))
+    return _Data(X, y, np.asarray(classes))
+
+
+def _block_arrays(Xb, yb, rb, consts):
+    """Kept rows of one block: (Xa float64, class indices)."""
+    removed = consts["removed"]
+    if removed.size:
+        keep = ~np.isin(rb, removed, assume_unique=True)
+        Xb, yb = Xb[keep], yb[keep]
+    classes = consts["classes"]
+    idx = np.clip(np.searchsorted(classes, yb), 0, classes.shape[0] - 1)
+    if np.any(classes[idx] != yb):
+        unseen = np.unique(yb[classes[idx] != yb])[:5].tolist()
+        raise ValueError(f"labels not seen when the model was fitted: {unseen}")
+    return sm.augment(np.asarray(Xb, dtype=np.float64)), idx
+
+
+def _block_state(Xb, yb, rb, consts) -> FittedState:
+    Xa, yidx = _block_arrays(Xb, yb, rb, consts)
+    return FittedState(Xa=Xa, yidx=yidx, theta=consts["theta"], mu=0.0)
+
+
+def _reduce_task(func, Xb, yb, rb, consts):
+    with sm._single_threaded_blas():
+        return func(Xb, yb, rb, consts)[None, :]
+
+
+def _map_task(func, Xb, yb, rb, consts):
+    with sm._single_threaded_blas():
+        out = np.full(Xb.shape[0], np.nan)
+        vals = func(Xb, yb, rb, consts)
+        removed = consts["removed"]
+        if removed.size:
+            out[~np.isin(rb, removed, assume_unique=True)] = vals
+        else:
+            out[:] = vals
+        return out
+
+
+def _reduce(data: _Data, func, length: int, consts: dict, client=None) -> np.ndarray:
+    """Sum over row blocks of ``func(block) -> (length,)``, as a tree reduction."""
+    consts = dict(consts, classes=data.classes, removed=data.removed)
+    parts = da.blockwise(
+        _reduce_task, "ik",
+        func, None,
+        data.X, "ij",
+        data.y, "i",
+        data.rows, "i",
+        dask.delayed(consts, pure=True), None,
+        new_axes={"k": length},
+        adjust_chunks={"i": 1},
+        concatenate=True,
+        dtype=np.float64,
+    )
+    total = parts.sum(axis=0, split_every=SPLIT_EVERY)
+    return np.asarray(_compute(total, client))
+
+
+def _map(data: _Data, func, consts: dict) -> da.Array:
+    """Per-row ``func(block) -> (rows,)`` as a lazy dask array (NaN for removed rows)."""
+    consts = dict(consts, classes=data.classes, removed=data.removed)
+    return da.blockwise(
+        _map_task, "i",
+        func, None,
+        data.X, "ij",
+        data.y, "i",
+        data.rows, "i",
+        dask.delayed(consts, pure=True), None,
+        concatenate=True,
+        dtype=np.float64,
+    )
+
+
+def _compute(obj, client=None):
+    if client is not None:
+        return dask.compute(obj, scheduler=client)[0]
+    return dask.compute(obj)[0]
