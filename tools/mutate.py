@@ -36,7 +36,8 @@ TIMEOUT = 900.0  # seconds per mutation; a hang counts as killed but is reported
 # Test sets, by what they check.
 V_TESTS = ("tests/test_influence_core.py", "tests/test_properties.py", "tests/test_theory.py")
 SCORE_TESTS = ("tests/test_scores.py",)
-FAST_TESTS = ("tests/test_scores.py", "tests/test_backend_torch.py", "tests/test_backend_dask.py")
+FAST_TESTS = ("tests/test_scores.py", "tests/test_fast_streaming.py", "tests/test_backend_torch.py",
+              "tests/test_backend_dask.py")
 LOOP_TESTS = ("tests/test_purify.py",)
 RULE_TESTS = ("tests/test_purify.py",)
 
@@ -110,10 +111,10 @@ MUTATIONS: tuple[Mutation, ...] = (
              FAST_TESTS),
     Mutation("fast1: row sum keeps K_zz", "src/divpred/scores.py",
              "b = f[\"r\"] + f[\"dprime\"]", "b = f[\"r\"]", FAST_TESTS),
-    Mutation("fast2: Woodbury with + instead of -", "src/divpred/scores.py",
+    Mutation("fast2: Woodbury with + instead of -", "src/divpred/_fast2.py",
              "Gamma = np.linalg.inv(np.eye(B)[None] - Omega)",
              "Gamma = np.linalg.inv(np.eye(B)[None] + Omega)", FAST_TESTS),
-    Mutation("fast2: own-gradient term dropped", "src/divpred/scores.py",
+    Mutation("fast2: own-gradient term dropped", "src/divpred/_fast2.py",
              "return v_fixed + f[\"shift\"] + own_grad - own_hess",
              "return v_fixed + f[\"shift\"] - own_hess", FAST_TESTS),
     Mutation("fast: fast1/fast2 threshold swapped", "src/divpred/scores.py",
