@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_scale.py sizes  [--sizes 1e3 1e4 1e5 1e6] [--auto-max-n 1e5]
                                      # numpy: V, fast scores, one iteration, the whole default
                                      # Purifier run; seconds, peak MB, ratios to the limit
+    python benchmarks/bench_scale.py emnist [--iters 8]        # s per fast iteration, EMNIST 4/8
     python benchmarks/bench_scale.py --smoke                   # sizes at n = 2000, < 60 s
     python benchmarks/bench_scale.py local  [--n 1000000]      # numpy and dask, in memory
     python benchmarks/bench_scale.py ooc    [--n 10000000]     # dask, out of core (npz blocks)
@@ -342,9 +343,29 @@ def cmd_sizes(args, results_dir):
 
 
 def child(payload):
-    from _scale_sizes import measure_size
+    from _scale_sizes import emnist_iterations, measure_size
 
+    if payload.get("emnist"):
+        emit_result({"rows": emnist_iterations(payload["emnist"])})
+        return
     emit_result(measure_size(payload["n"], auto=payload["auto"], iteration=payload["iteration"]))
+
+
+def cmd_emnist(args, results_dir):
+    """Seconds per fast iteration on EMNIST 4/8, cached and rebuilt input Gram side by side."""
+    print(f"bench_scale emnist: {machine_info()}")
+    out = run_child(__file__, {"emnist": args.iters}, timeout=3600)
+    if "error" in out:
+        print(f"error: {out['error']}")
+        return
+    rows = out["rows"]
+    for r in rows:
+        r["load"] = _load()
+    print(format_table(rows, [("path", "path"), ("n", "n"), ("method", "method"),
+                              ("iterations", "iterations"), ("median_s", "median s/iter"),
+                              ("min_s", "min s/iter"), ("load", "load")]))
+    if results_dir is not None:
+        _save("emnist-iteration", rows)
 
 
 def cmd_local(args):
@@ -425,7 +446,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="sizes",
-                        choices=["sizes", "local", "ooc", "grow", "torch", "all"])
+                        choices=["sizes", "emnist", "local", "ooc", "grow", "torch", "all"])
     parser.add_argument("--sizes", nargs="+", default=["1e3", "1e4", "1e5", "1e6"],
                         help="sizes: n values for 'sizes' (default 1e3 1e4 1e5 1e6)")
     parser.add_argument("--auto-max-n", type=float, default=1e5,
@@ -438,7 +459,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--block-rows", type=int, default=250_000)
     parser.add_argument("--workdir", default=None, help="folder for the out-of-core blocks")
-    parser.add_argument("--iters", type=int, default=12, help="torch purification iterations")
+    parser.add_argument("--iters", type=int, default=12,
+                        help="torch purification iterations; emnist: iterations timed")
     parser.add_argument("--curve-method", default="fast1", choices=["fast1", "self_influence"])
     parser.add_argument("--curve-only", action="store_true", help="torch: the curve only")
     args = parser.parse_args(argv)
@@ -450,6 +472,8 @@ def main(argv=None):
         return
     if args.what in ("sizes", "all"):
         cmd_sizes(args, RESULTS)
+    if args.what in ("emnist", "all"):
+        cmd_emnist(args, RESULTS)
     if args.what in ("local", "all"):
         cmd_local(argparse.Namespace(**{**vars(args), "n": args.n or 1_000_000}))
     if args.what in ("grow", "all"):

@@ -29,8 +29,9 @@ so that dV = <Phi, dK>; Delta_z = H^{-1} g_z / n.
 * Hessian renormalisation, first order: H_{-z} - H = (H_data - h_z) / (n - 1), so
   dV = [(1/n) sum_i <Qd_i, W'_i> - <Qd_z, W'_z>] / (n - 1).
 
-``"fast1"`` = V_pair + model shift + renormalisation: O(n m^2 + m^3), no n x n matrix. It is
-accurate when n >> m and poor when n < m.
+``"fast1"`` = V_pair + model shift + renormalisation: O(n m^2 + m^3), no n x n matrix and no
+n x m one (two passes over row blocks of G, :mod:`divpred._rowpass`). It is accurate when
+n >> m and poor when n < m.
 
 ``"fast2"`` (semi-exact) makes the fixed-parameter part exact: with H~ = (n/(n-1)) H_data + mu I
 and K~ = -G H~^{-1} G^T, removing z's Hessian term is the rank-B downdate H~ - B_z B_z^T,
@@ -39,7 +40,8 @@ K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}, v_{z,i} = B_z^T H~^{-1} g_i,
 Gamma_z = (I - B_z^T H~^{-1} B_z)^{-1}; the sums over i != j (i, j != z) follow from
 1^T K~ 1, ||K~||_F^2, K~ V_z and V_z^T V_z. The model shift is added to first order with z's own
 gradient and Hessian terms removed: shift(z) = c^T Delta_z + 2 (W'_z U_z xa_z) . s_z
-- (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n^3 B), memory O(n^2 B).
+- (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n^3 B); memory one
+n x n matrix plus blocks of candidate rows (:mod:`divpred._fast2`).
 
 ``"fast"`` picks fast1 when n >= ``FAST1_MIN_RATIO`` m (the first-order expansion in 1/n is then
 accurate: Spearman >= 0.97 with exact on the paper's SD data) or when n > ``FAST2_MAX_N`` (the
