@@ -153,7 +153,7 @@ def purity_evidence(seeds=SEEDS) -> pd.DataFrame:
             n = len(y)
             floor = 0.01 * _v(X, rng.permutation(y))
             pur = Purifier(MultinomialLogit(alpha=1e-4), k=10,
-                           max_iter=int(0.6 * n) // 10, random_state=0).fit(X, y)
+                           max_iter=int(0.6 * n) // 10, random_state=0, stop="none").fit(X, y)
             v = pur.history_["variance"].to_numpy()
             knee = confirmed_knee(v) or confirmed_knee(v, patience=1) or len(v) - 1
             keep = np.ones(n, bool)
@@ -347,7 +347,7 @@ def purified_table() -> pd.DataFrame:
                 clf = PurifiedClassifier(purifier=Purifier(model, k=10, max_iter=40, stop=stop),
                                          random_state=0).fit(train.X, train.y)
                 seconds = time.perf_counter() - t0
-                full = Purifier(model, k=10, max_iter=40, random_state=0)
+                full = Purifier(model, k=10, max_iter=40, random_state=0, stop="none")
                 full.fit(train.X, train.y, eval_set=(test.X, test.y))
                 curve = full.history_["eval_accuracy"].to_numpy()
                 rows.append({

@@ -73,7 +73,7 @@ def agreement(datasets, alpha=1e-4) -> pd.DataFrame:
         model = MultinomialLogit(alpha=alpha)
         # iteration 10 of an exact purification defines the second state
         pur = Purifier(model, method="exact", k=10, max_iter=10, n_jobs=-1,
-                       checkpoint=RESULTS / f"ckpt-agree-{name}.npz").fit(X, y)
+                       checkpoint=RESULTS / f"ckpt-agree-{name}.npz", stop="none").fit(X, y)
         states = {0: np.ones(len(y), bool)}
         keep10 = np.ones(len(y), bool)
         keep10[pur.removal_order_[:100]] = False
@@ -171,7 +171,7 @@ def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
         for label, method, n_jobs in cases[:3]:
             iters = 1 if method == "exact" else 5
             pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10,
-                           max_iter=iters, n_jobs=n_jobs).fit(X, y)
+                           max_iter=iters, n_jobs=n_jobs, stop="none").fit(X, y)
             whole[label] = float(np.median(pur.seconds_[1:]))
         paper = PAPER_RESULTS[name]["seconds"]
         for method, (sec, used) in timings.items():
@@ -207,7 +207,7 @@ def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
     model = MultinomialLogit(alpha=alpha, damping=damping, solver=solver, random_state=0)
     t0 = time.perf_counter()
     pur = Purifier(model, method=method, k=k, max_iter=max_iter, random_state=0,
-                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True, n_jobs=-1)
+                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True, n_jobs=-1, stop="none")
     pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
     h = pur.history_.drop(columns=["removed"]).copy()
     h["seconds"] = pur.seconds_  # per iteration (NaN for iterations resumed from a checkpoint)

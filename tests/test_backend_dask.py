@@ -116,7 +116,7 @@ def test_purifier_equals_numpy_purifier(client):
     X, y = make_classification(500, 4, 3, seed=11, noise=1.5)
     Xt, yt = make_classification(200, 4, 3, seed=12, noise=1.5)
     base = MultinomialLogit(alpha=1e-3)
-    ref = Purifier(base, method="fast1", k=5, max_iter=3).fit(X, y, eval_set=(Xt, yt))
+    ref = Purifier(base, method="fast1", k=5, max_iter=3, stop="none").fit(X, y, eval_set=(Xt, yt))
     Xd, yd = db.as_dask_data(X, y, block_rows=128)
     got = db.DaskPurifier(alpha=1e-3, k=5, max_iter=3, client=client).fit(
         Xd, yd, eval_set=(Xt, yt)

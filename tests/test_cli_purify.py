@@ -55,7 +55,8 @@ def run_cli(capsys, *argv):
 
 def purify_args(train, out, *extra, iterations=5):
     return ("purify", train, "--label", "cls", "--k", K, "--iterations", iterations,
-            "--alpha", ALPHA, "--damping", DAMPING, "--random-state", SEED, "--out", out, *extra)
+            "--alpha", ALPHA, "--damping", DAMPING, "--random-state", SEED, "--out", out,
+            "--stop", "none", *extra)
 
 
 def api_fit(X, y, eval_set=None, *, iterations=5, stop="none", method="fast"):

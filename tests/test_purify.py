@@ -29,7 +29,7 @@ def mixed_data(seed=0, n1=120, n2=40):
 def test_history_and_first_removal_match_delta_scores():
     X, y, contam = mixed_data()
     model = MultinomialLogit(alpha=1e-3)
-    pur = Purifier(model, method="exact", k=5, max_iter=4).fit(
+    pur = Purifier(model, method="exact", k=5, max_iter=4, stop="none").fit(
         X, y, eval_set=(X[:120], y[:120]), contamination=contam
     )
     h = pur.history_
@@ -58,7 +58,7 @@ def test_history_and_first_removal_match_delta_scores():
 
 def test_purification_removes_contaminants_and_lowers_variance():
     X, y, contam = mixed_data(seed=1)
-    pur = Purifier(MultinomialLogit(alpha=1e-3), method="fast", k=5, max_iter=6).fit(
+    pur = Purifier(MultinomialLogit(alpha=1e-3), method="fast", k=5, max_iter=6, stop="none").fit(
         X, y, contamination=contam
     )
     assert pur.history_["variance"].iloc[-1] < pur.history_["variance"].iloc[0]
@@ -68,9 +68,9 @@ def test_purification_removes_contaminants_and_lowers_variance():
 
 def test_random_method_is_deterministic_given_random_state():
     X, y, _ = mixed_data(seed=2)
-    a = Purifier(method="random", k=4, max_iter=3, random_state=0).fit(X, y)
-    b = Purifier(method="random", k=4, max_iter=3, random_state=0).fit(X, y)
-    c = Purifier(method="random", k=4, max_iter=3, random_state=1).fit(X, y)
+    a = Purifier(method="random", k=4, max_iter=3, random_state=0, stop="none").fit(X, y)
+    b = Purifier(method="random", k=4, max_iter=3, random_state=0, stop="none").fit(X, y)
+    c = Purifier(method="random", k=4, max_iter=3, random_state=1, stop="none").fit(X, y)
     np.testing.assert_array_equal(a.removal_order_, b.removal_order_)
     assert not np.array_equal(a.removal_order_, c.removal_order_)
 
@@ -96,7 +96,7 @@ def _interrupting(monkeypatch, after):
 
 def test_resume_after_interruption_gives_identical_history(tmp_path, monkeypatch):
     X, y, contam = mixed_data(seed=3)
-    kwargs = dict(method="fast", k=5, max_iter=6)
+    kwargs = dict(method="fast", k=5, max_iter=6, stop="none")
     reference = Purifier(MultinomialLogit(alpha=1e-3), **kwargs).fit(X, y, contamination=contam)
     ckpt = tmp_path / "run.ckpt.npz"
     with monkeypatch.context() as m:
@@ -128,9 +128,11 @@ FINGERPRINTED = {
     "patience": (5, 2),
     "validation_fraction": (0.2, 0.3),
     "agreement_threshold": (0.5, 0.6),
+    "calibration_z": (3.0, 2.0),
+    "record_calibration": (False, True),
     "random_state": (0, 1),
 }
-NOT_FINGERPRINTED = {"checkpoint", "progress", "max_iter", "n_jobs"}
+NOT_FINGERPRINTED = {"checkpoint", "progress", "max_iter", "max_fraction", "n_jobs"}
 
 
 def test_every_purifier_parameter_is_covered_by_the_fingerprint_tests():
@@ -195,7 +197,7 @@ def test_unreadable_checkpoint_is_rejected(tmp_path):
     X, y, _ = mixed_data(seed=4)
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
-        Purifier(k=5, max_iter=1, checkpoint=tmp_path / "bad.npz").fit(X, y)
+        Purifier(k=5, max_iter=1, checkpoint=tmp_path / "bad.npz", stop="none").fit(X, y)
 
 
 def test_resume_after_sigkill(tmp_path):
@@ -215,7 +217,7 @@ def test_resume_after_sigkill(tmp_path):
         pm.delta_scores = slow
         d = np.load({str(tmp_path / "data.npz")!r})
         Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30,
-                 checkpoint={str(ckpt)!r}).fit(d["X"], d["y"])
+                 checkpoint={str(ckpt)!r}, stop="none").fit(d["X"], d["y"])
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
@@ -231,8 +233,9 @@ def test_resume_after_sigkill(tmp_path):
     with np.load(ckpt) as data:
         done = data["order"].size // 5
     assert 2 <= done < 30
-    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30, checkpoint=ckpt).fit(X, y)
-    reference = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30).fit(X, y)
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30, checkpoint=ckpt,
+                       stop="none").fit(X, y)
+    reference = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=30, stop="none").fit(X, y)
     pd.testing.assert_frame_equal(resumed.history_, reference.history_)
 
 
@@ -284,7 +287,7 @@ def test_bad_parameters(kwargs, match):
 def test_bad_contamination_mask():
     X, y = make_classification(30, 2, 2, seed=0)
     with pytest.raises(ValueError, match="contamination"):
-        Purifier(max_iter=1).fit(X, y, contamination=np.zeros(5, bool))
+        Purifier(max_iter=1, stop="none").fit(X, y, contamination=np.zeros(5, bool))
 
 
 def test_separable_rule_and_train_accuracy():
@@ -307,7 +310,7 @@ def test_loop_stops_before_emptying_a_class():
     y[:6] = 1  # a small class that purification would remove entirely
     X[:6] += 3.0
     y[6:9] = 1
-    pur = Purifier(method="loss", k=5, max_iter=10, min_size=5).fit(X, y)
+    pur = Purifier(method="loss", k=5, max_iter=10, min_size=5, stop="none").fit(X, y)
     kept = pur.keep_mask_
     assert np.unique(y[kept]).size == 2
 
@@ -330,13 +333,15 @@ def test_a_vanishing_class_gives_a_consistent_model_and_checkpoint(tmp_path):
     y = 1 + (X[:, 0] > 0).astype(int)
     y[:6] = 0  # a tiny third class that purification removes
     ckpt = tmp_path / "c.npz"
-    pur = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
+    pur = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt,
+                   stop="none").fit(X, y)
     kept = pur.keep_mask_
     assert not np.isin(0, y[kept])  # the class did vanish
     refit = MultinomialLogit(alpha=1e-3).fit(X[kept], y[kept])
     np.testing.assert_array_equal(pur.model_.classes_, refit.classes_)
     np.testing.assert_array_equal(pur.model_.predict(X), refit.predict(X))
-    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), k=5, max_iter=4, checkpoint=ckpt,
+                       stop="none").fit(X, y)
     pd.testing.assert_frame_equal(resumed.history_, pur.history_)
 
 

@@ -46,7 +46,7 @@ def test_iteration_cap_before_the_rule():
 
 def test_no_rule_runs_to_the_cap():
     X, y, _ = mixed_data(seed=3)
-    pur = Purifier(k=5, max_iter=3).fit(X, y)
+    pur = Purifier(k=5, max_iter=3, stop="none").fit(X, y)
     assert pur.stopped_by_ == "none"
     assert "max_iter=3" in pur.stop_reason_ and 'stop="none"' in pur.stop_reason_
 
@@ -67,7 +67,8 @@ def test_single_class():
     y = np.zeros(20, int)
     y[:2] = 1
     # removing 19 of 20 rows leaves one row, hence one class, whatever the scores are
-    pur = Purifier(MultinomialLogit(alpha=1e-2), k=19, max_iter=5, min_size=1).fit(X, y)
+    pur = Purifier(MultinomialLogit(alpha=1e-2), k=19, max_iter=5, min_size=1, max_fraction=1.0,
+                   stop="none").fit(X, y)
     assert pur.stop_iteration_ == 0
     assert pur.stopped_by_ == "single_class"
     assert pur.stop_reason_ == (
@@ -89,8 +90,8 @@ def test_a_resumed_run_reports_the_same_cause_without_recomputing(tmp_path, monk
     kwargs = {
         "knee": dict(k=5, max_iter=20, stop="knee"),
         "max_iter": dict(k=5, max_iter=2, stop="agreement"),
-        "min_size": dict(k=5, max_iter=40, min_size=140),
-        "single_class": dict(k=159, max_iter=5, min_size=1),
+        "min_size": dict(k=5, max_iter=40, min_size=140, stop="none"),
+        "single_class": dict(k=159, max_iter=5, min_size=1, max_fraction=1.0, stop="none"),
     }[case]
     ckpt = tmp_path / "c.npz"
     first = Purifier(checkpoint=ckpt, **kwargs).fit(X, y)
@@ -111,9 +112,9 @@ def test_a_resumed_run_reports_the_same_cause_without_recomputing(tmp_path, monk
 def test_a_run_ended_by_the_cap_goes_on_with_a_larger_cap(tmp_path):
     X, y, _ = mixed_data(seed=7)
     ckpt = tmp_path / "c.npz"
-    Purifier(k=5, max_iter=2, checkpoint=ckpt).fit(X, y)
-    longer = Purifier(k=5, max_iter=4, checkpoint=ckpt).fit(X, y)
-    straight = Purifier(k=5, max_iter=4).fit(X, y)
+    Purifier(k=5, max_iter=2, checkpoint=ckpt, stop="none").fit(X, y)
+    longer = Purifier(k=5, max_iter=4, checkpoint=ckpt, stop="none").fit(X, y)
+    straight = Purifier(k=5, max_iter=4, stop="none").fit(X, y)
     assert longer.stop_iteration_ == 4 and longer.stopped_by_ == "none"
     np.testing.assert_array_equal(longer.removal_scores_, straight.removal_scores_)
 
@@ -121,7 +122,7 @@ def test_a_run_ended_by_the_cap_goes_on_with_a_larger_cap(tmp_path):
 def test_removal_scores_are_the_delta_scores_that_ranked_the_rows():
     X, y, _ = mixed_data(seed=0)
     model = MultinomialLogit(alpha=1e-3)
-    pur = Purifier(model, method="exact", k=5, max_iter=3).fit(X, y)
+    pur = Purifier(model, method="exact", k=5, max_iter=3, stop="none").fit(X, y)
     assert pur.removal_scores_.shape == pur.removal_order_.shape == (15,)
     full = MultinomialLogit(alpha=1e-3).fit(X, y)
     exact = delta_scores(full, X, y, "exact")

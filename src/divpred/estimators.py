@@ -122,8 +122,9 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
         its chosen iteration (``purifier_.model_``), so the classifier then predicts exactly
         like the purification curve at ``best_iteration_``.
     purifier : Purifier, default=None
-        Cloned. Default ``Purifier(MultinomialLogit(alpha=1e-4), k=10, max_iter=40,
-        stop="knee")``: the knee of the V curve picks how many points to remove.
+        Cloned. Default ``Purifier(MultinomialLogit(alpha=1e-4))``: ``stop="auto"`` picks how
+        many points to remove (none when the labels show no contamination), 1% of the rows per
+        iteration, at most half of them.
     random_state : int or None
         Passed to the purifier (and the estimator) when theirs is None.
 
@@ -146,7 +147,7 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_purifier(self) -> Purifier:
         pur = (clone(self.purifier) if self.purifier is not None
-               else Purifier(_default_model(), k=10, max_iter=40, stop="knee"))
+               else Purifier(_default_model()))
         if not isinstance(pur, Purifier):
             raise ValueError(f"purifier must be a divpred Purifier; got {type(pur).__name__}")
         _seed_param(pur, self.random_state)
@@ -165,13 +166,14 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, yidx = _check_targets(y)
         pur = self._make_purifier()
         n = X.shape[0]
-        min_size = pur.min_size if pur.min_size is not None else max(3 * pur.k, 10)
+        k = pur._resolve_sizes(n)[0]
+        min_size = pur.min_size if pur.min_size is not None else max(3 * k, 10)
         self.fallback_ = None
         self.purifier_ = None
         keep = np.ones(n, dtype=bool)
-        if n - pur.k < min_size:
+        if n - k < min_size:
             self.fallback_ = (f"too few points to purify ({n}; the purifier keeps at least "
-                              f"{min_size} and removes {pur.k} per iteration)")
+                              f"{min_size} and removes {k} per iteration)")
         else:
             try:
                 with warnings.catch_warnings():

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import time
-from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from . import _io
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
+from .calibration import crossfit_halves, crossfit_probabilities, label_excess_z, label_pvalues
 from .models import MultinomialLogit
 from .models._softmax import _single_threaded_blas, augment
 from .scores import (
@@ -32,14 +34,17 @@ from .scores import (
     effective_n_jobs,
     scores_from_state,
 )
-from .stopping import STOP_RULES, choose_iteration
+from .stopping import STOP_RULES, calibration_fallback, choose_iteration
 
 __all__ = ["Purifier"]
 
 CHECKPOINT_VERSION = 3  # 2: history rows carry removed_agreement; 3: removal scores, stop
 
-STOP_CAUSES = ("none", "max_iter", "min_size", "single_class")
+STOP_CAUSES = ("none", "max_iter", "max_fraction", "min_size", "single_class")
 """Values of ``Purifier.stopped_by_`` besides the name of the rule that fired."""
+
+AUTO_BATCH_FRACTION = 0.01
+"""``k="auto"`` removes this fraction of n per iteration (the paper's 10 of 1000 rows)."""
 
 _RULE_CRITERIA = {
     "relative": "|dV|/V fell below tol={tol:g}",
@@ -63,14 +68,29 @@ class Purifier(BaseEstimator):
         scratch with the same seed, like the paper.
     method : str, default="fast"
         Scoring method, one of :data:`~divpred.DELTA_METHODS`.
-    k : int, default=10
-        Points removed per iteration (the paper's t = 10).
-    max_iter : int, default=40
-        Maximum number of removal iterations.
+    k : int, float in (0, 1) or "auto", default="auto"
+        Points removed per iteration: a count, a fraction of n (rounded up), or ``"auto"``
+        = 1% of n (at least 1; the paper's t = 10 of 1000 rows), so that runs on 10^2 and 10^6
+        rows take the same number of iterations. The count used is ``k_``.
+    max_iter : int, float in (0, 1] or "auto", default="auto"
+        Maximum number of removal iterations: a count; a fraction f of n (as many iterations
+        as remove f n rows); or ``"auto"``, no cap but ``max_fraction``. The count is
+        ``max_iter_``.
+    max_fraction : float in (0, 1], default=0.5
+        Never remove more than this fraction of the rows (whatever the rule).
     min_size : int or None, default=None
         Never shrink the kept set below this many points (default: ``max(3 k, 10)``).
-    stop : {"none", "relative", "knee", "separable", "validation", "agreement"}, default="none"
+    stop : {"auto", "none", "relative", "knee", "separable", "validation", "agreement"}, \
+default="auto"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
+        ``"auto"`` (:func:`~divpred.stopping.calibration_rule`) after every refit compares the
+        held-out probabilities of the kept labels (each row predicted by the model refit on the
+        other half of the kept rows) with what labels drawn from those predictions would give
+        (:mod:`divpred.calibration`): it stops at iteration 0 when the data show no significant
+        excess of improbable labels (z <= ``calibration_z``), otherwise at the first iteration
+        whose excess is gone (z <= 0); if that never happens within the caps, it chooses the
+        iteration with the smallest excess. It serves label noise, mixtures of labelling rules
+        and clean data alike (``docs/purification.md``, section 7);
         ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
         falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
         iteration at which the model fits every kept training label; ``"validation"`` the
@@ -82,8 +102,11 @@ class Purifier(BaseEstimator):
         points that fit the kept data.
         With ``"none"`` the loop runs ``max_iter`` iterations and ``best_iteration_`` is the
         last one. Measured accuracy of each rule: ``docs/purification.md``.
-    tol, knee_ratio, patience, validation_fraction, agreement_threshold : parameters of the
-        rules above.
+    tol, knee_ratio, patience, validation_fraction, agreement_threshold, calibration_z :
+        parameters of the rules above.
+    record_calibration : bool, default=False
+        Record ``label_excess_z`` in the history for any ``stop`` (always done for "auto"; it
+        costs two refits on half the kept rows per iteration).
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
         parameters resumes from it and produces the identical history.
@@ -101,14 +124,19 @@ class Purifier(BaseEstimator):
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
         ``train_loss``, ``train_accuracy``, ``removed_agreement`` (fraction of the points
         removed at that iteration whose label the refit predicts; NaN at 0), ``method_used``,
-        ``removed`` (indices removed at that iteration, a list), plus ``eval_accuracy``,
-        ``val_accuracy`` and ``contaminants_removed`` when available.
+        ``removed`` (indices removed at that iteration, a list), plus ``label_excess_z`` (the
+        statistic of ``stop="auto"``), ``eval_accuracy``, ``val_accuracy`` and
+        ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     removal_scores_ : ndarray of float, same shape as ``removal_order_``
         The score (delta(z) for the variance methods) of each removed row at the iteration that
         removed it, as used to rank it; kept in the checkpoint, never recomputed.
     best_iteration_ : int
+    k_ : int
+        Points removed per iteration (``k`` resolved against n).
+    max_iter_ : int
+        The iteration cap (``max_iter`` resolved against n).
     keep_mask_ : ndarray of bool, shape (n,)
         Rows kept at ``best_iteration_`` (validation rows, if any, are False).
     model_ : fitted model on the rows of ``keep_mask_``.
@@ -116,7 +144,8 @@ class Purifier(BaseEstimator):
         The last iteration computed.
     stopped_by_ : str
         What ended the loop: the name of the ``stop`` rule that fired; ``"max_iter"`` when the
-        iteration cap came first; ``"none"`` when ``stop="none"`` ran to the cap;
+        iteration cap came first; ``"max_fraction"`` when one more batch would remove more
+        than ``max_fraction`` of the rows; ``"none"`` when ``stop="none"`` ran to the cap;
         ``"min_size"`` when one more removal would shrink the kept set below ``min_size``;
         ``"single_class"`` when it would leave a single class. A resumed run reports the same.
     stop_reason_ : str
@@ -129,15 +158,18 @@ class Purifier(BaseEstimator):
         self,
         model=None,
         method: str = "fast",
-        k: int = 10,
-        max_iter: int = 40,
+        k: int | float | str = "auto",
+        max_iter: int | float | str = "auto",
+        max_fraction: float = 0.5,
         min_size: int | None = None,
-        stop: str = "none",
+        stop: str = "auto",
         tol: float = 1e-2,
         knee_ratio: float = 1.0 / 3.0,
         patience: int = 5,
         validation_fraction: float = 0.2,
         agreement_threshold: float = 0.5,
+        calibration_z: float = 3.0,
+        record_calibration: bool = False,
         checkpoint=None,
         random_state=None,
         progress: bool = False,
@@ -147,6 +179,7 @@ class Purifier(BaseEstimator):
         self.method = method
         self.k = k
         self.max_iter = max_iter
+        self.max_fraction = max_fraction
         self.min_size = min_size
         self.stop = stop
         self.tol = tol
@@ -154,6 +187,8 @@ class Purifier(BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.agreement_threshold = agreement_threshold
+        self.calibration_z = calibration_z
+        self.record_calibration = record_calibration
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.progress = progress
@@ -164,8 +199,12 @@ class Purifier(BaseEstimator):
             raise ValueError(f"method must be one of {DELTA_METHODS}; got {self.method!r}")
         if self.stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}; got {self.stop!r}")
-        for name in ("k", "max_iter"):
-            check_positive_int(getattr(self, name), name)
+        _check_count_or_fraction(self.k, "k", upper_open=True)
+        _check_count_or_fraction(self.max_iter, "max_iter", upper_open=False)
+        if not _is_real(self.max_fraction) or not 0 < self.max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in (0, 1]; got {self.max_fraction!r}")
+        if not _is_real(self.calibration_z) or not np.isfinite(self.calibration_z):
+            raise ValueError(f"calibration_z must be a finite number; got {self.calibration_z!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
         effective_n_jobs(self.n_jobs)
@@ -175,16 +214,16 @@ class Purifier(BaseEstimator):
             check_positive_int(self.min_size, "min_size")
         check_positive_int(self.patience, "patience")
         for name, value in (("tol", self.tol), ("knee_ratio", self.knee_ratio)):
-            if isinstance(value, bool) or not isinstance(value, Real) or not (
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
                 np.isfinite(value) and value > 0
             ):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
 
     def _check_sizes(self, n_pool: int) -> int:
         """``min_size`` in effect; ValueError when k or min_size cannot fit ``n_pool`` points."""
-        if self.k >= n_pool:
+        if self.k_ >= n_pool:
             raise ValueError(
-                f"k={self.k} points per iteration is not fewer than the {n_pool} points that can "
+                f"k={self.k_} points per iteration is not fewer than the {n_pool} points that can "
                 "be removed; choose a smaller k"
             )
         if self.min_size is not None and self.min_size >= n_pool:
@@ -192,7 +231,7 @@ class Purifier(BaseEstimator):
                 f"min_size={self.min_size} is not smaller than the {n_pool} points that can be "
                 "purified: nothing could be removed"
             )
-        return self.min_size if self.min_size is not None else max(3 * self.k, 10)
+        return self.min_size if self.min_size is not None else max(3 * self.k_, 10)
 
     def fit(self, X, y, eval_set=None, contamination=None, validation_set=None) -> Purifier:
         """Run the purification.
@@ -233,7 +272,12 @@ class Purifier(BaseEstimator):
             validation_set = (X[val_idx], y[val_idx])
         self._pool = pool
         self._gram = _SubsetGram(X)
-        min_size = self._check_sizes(int(pool.sum()))
+        n_pool = int(pool.sum())
+        self.k_, self.max_iter_ = self._resolve_sizes(n_pool)
+        min_size = self._check_sizes(n_pool)
+        max_removed = math.floor(self.max_fraction * n_pool)
+        self._calibrate = self.stop == "auto" or bool(self.record_calibration)
+        self._halves = crossfit_halves(y, _calibration_seed(self.random_state))
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
         state = self._load_checkpoint(fingerprint, y, X.shape[1])
@@ -258,7 +302,7 @@ class Purifier(BaseEstimator):
             fitted = None
             self.seconds_ = [float("nan")] * len(records)
 
-        bar = _progress(self.progress, self.max_iter, len(records) - 1)
+        bar = _progress(self.progress, self.max_iter_, len(records) - 1)
         it = len(records) - 1
         # A run ended by the data (min_size, single_class) stays ended whatever max_iter says;
         # a run ended by the cap may go on with a larger one.
@@ -268,11 +312,14 @@ class Purifier(BaseEstimator):
             if self._stopped(records) is not None:
                 stopped_by = self.stop
                 break
-            if it >= self.max_iter:
+            if len(order) + self.k_ > max_removed:
+                stopped_by = "max_fraction"
+                break
+            if it >= self.max_iter_:
                 stopped_by = "none" if self.stop == "none" else "max_iter"
                 break
             kept_idx = np.nonzero(keep)[0]
-            if kept_idx.size - self.k < min_size:
+            if kept_idx.size - self.k_ < min_size:
                 stopped_by = "min_size"
                 break
             t0 = time.perf_counter()
@@ -285,7 +332,7 @@ class Purifier(BaseEstimator):
                 with _single_threaded_blas():
                     scores, info = scores_from_state(fitted, self.method, seed,
                                                      n_jobs=effective_n_jobs(self.n_jobs))
-            ranked = np.argsort(-scores, kind="stable")[: self.k]
+            ranked = np.argsort(-scores, kind="stable")[: self.k_]
             top = kept_idx[ranked]
             keep[top] = False
             if np.unique(y[keep]).shape[0] < 2:
@@ -317,17 +364,35 @@ class Purifier(BaseEstimator):
         self.removal_scores_ = np.asarray(scores_removed, dtype=np.float64)
         self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
         chosen = self._stopped(records)
+        if chosen is None and self.stop == "auto":
+            chosen = calibration_fallback(self.history_["label_excess_z"].to_numpy())
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
         self.stopped_by_ = stopped_by
         self.stop_reason_ = self._stop_reason(stopped_by, min_size)
         self.keep_mask_ = pool.copy()
-        self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k]] = False
+        self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k_]] = False
         self.model_ = clone(base)
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
         _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
-        del self._pool, self._gram
+        del self._pool, self._gram, self._halves
         return self
+
+    def _resolve_sizes(self, n: int) -> tuple[int, int]:
+        """(k, max_iter) as counts for a data set of n rows (see the class docstring)."""
+        if self.k == "auto":
+            k = max(1, math.ceil(AUTO_BATCH_FRACTION * n))
+        elif isinstance(self.k, numbers.Integral):
+            k = int(self.k)
+        else:
+            k = max(1, math.ceil(self.k * n))
+        if self.max_iter == "auto":
+            max_iter = max(1, math.ceil(self.max_fraction * n / k))
+        elif isinstance(self.max_iter, numbers.Integral):
+            max_iter = int(self.max_iter)
+        else:
+            max_iter = max(1, math.ceil(self.max_iter * n / k))
+        return k, max_iter
 
     # ------------------------------------------------------------------ helpers
     def _stopped(self, records) -> int | None:
@@ -336,13 +401,26 @@ class Purifier(BaseEstimator):
         return choose_iteration(
             pd.DataFrame.from_records(records), self.stop,
             tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
-            threshold=self.agreement_threshold,
+            threshold=self.agreement_threshold, detect=self.calibration_z,
         )
 
     def _stop_reason(self, stopped_by: str, min_size: int) -> str:
         """The sentence of ``stop_reason_`` (needs ``stop_iteration_`` and ``best_iteration_``)."""
         last, best = self.stop_iteration_, self.best_iteration_
         pending = "" if self.stop == "none" else f"; the {self.stop} rule had not fired"
+        if self.stop == "auto" and stopped_by == "auto":
+            z = self.history_["label_excess_z"].to_numpy()
+            if best == 0:
+                return (f"the auto rule chose iteration 0: the data show no significant excess of "
+                        f"improbable labels (z = {z[0]:.2f} <= calibration_z="
+                        f"{self.calibration_z:g})")
+            return (f"the auto rule fired at iteration {last}: the kept labels are no more "
+                    f"improbable than the model's held-out predictions allow (z = {z[last]:.2f} "
+                    f"<= 0; z = {z[0]:.2f} before any removal)")
+        if self.stop == "auto" and stopped_by in ("max_iter", "max_fraction", "min_size",
+                                                  "single_class"):
+            pending = (f"; the auto rule had not fired, so it chose iteration {best}, the "
+                       "smallest excess of improbable labels")
         if stopped_by == self.stop != "none":
             criterion = _RULE_CRITERIA.get(self.stop)
             text = f"the {self.stop} rule fired at iteration {last}"
@@ -352,16 +430,19 @@ class Purifier(BaseEstimator):
                 text += f" and chose iteration {best}"
             return text
         if stopped_by == "max_iter":
-            return (f"reached the iteration cap (max_iter={self.max_iter}) before the "
-                    f"{self.stop} rule fired")
+            return (f"reached the iteration cap (max_iter={self.max_iter_}) before the "
+                    f"{self.stop} rule fired" + (pending if self.stop == "auto" else ""))
+        if stopped_by == "max_fraction":
+            return (f"stopped at iteration {last}: removing {self.k_} more rows would exceed "
+                    f"max_fraction={self.max_fraction:g} of the data{pending}")
         if stopped_by == "none":
-            return (f"ran to the iteration cap (max_iter={self.max_iter}) with no stopping rule "
+            return (f"ran to the iteration cap (max_iter={self.max_iter_}) with no stopping rule "
                     "(stop=\"none\")")
         if stopped_by == "min_size":
-            return (f"stopped at iteration {last}: removing {self.k} more rows would leave "
+            return (f"stopped at iteration {last}: removing {self.k_} more rows would leave "
                     f"fewer than min_size={min_size}{pending}")
         if stopped_by == "single_class":
-            return (f"stopped at iteration {last}: removing the next {self.k} rows would leave "
+            return (f"stopped at iteration {last}: removing the next {self.k_} rows would leave "
                     f"a single class{pending}")
         raise AssertionError(f"unknown stop cause {stopped_by!r}")
 
@@ -385,6 +466,9 @@ class Purifier(BaseEstimator):
             "method_used": method_used,
             "removed": list(removed),
         }
+        if self._calibrate:
+            rec["label_excess_z"] = self._label_excess(it, model, X[keep], y[keep],
+                                                       self._halves[keep])
         if eval_set is not None:
             rec["eval_accuracy"] = float(model.score(*eval_set))
         if val_set is not None:
@@ -392,6 +476,13 @@ class Purifier(BaseEstimator):
         if contam is not None:
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
         return rec, fitted
+
+    def _label_excess(self, it, model, Xk, yk, half) -> float:
+        """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted on halves."""
+        classes = np.unique(yk)
+        P = crossfit_probabilities(model, Xk, yk, half, classes)
+        rng = np.random.default_rng([_calibration_seed(self.random_state), it])
+        return label_excess_z(label_pvalues(P, np.searchsorted(classes, yk), rng))
 
     def _fingerprint(self, X, y, eval_set, contamination, validation_set) -> str:
         h = hashlib.sha256()
@@ -407,6 +498,7 @@ class Purifier(BaseEstimator):
         params.pop("checkpoint")
         params.pop("progress")
         params.pop("max_iter")  # a resumed run may go further than the first one
+        params.pop("max_fraction")  # the same cap, counted in rows
         params.pop("n_jobs")  # does not change the result
         params["model"] = repr(params["model"])
         h.update(json.dumps(params, sort_keys=True, default=str).encode())
@@ -432,7 +524,7 @@ class Purifier(BaseEstimator):
         if self.checkpoint is None or not os.path.exists(self.checkpoint):
             return None
         state = read_purifier_checkpoint(self.checkpoint, CHECKPOINT_VERSION, fingerprint)
-        check_purifier_state(self.checkpoint, state, y=y, pool=self._pool, k=self.k,
+        check_purifier_state(self.checkpoint, state, y=y, pool=self._pool, k=self.k_,
                              n_features=n_features, stop_causes=(*STOP_CAUSES, *STOP_RULES))
         return (state["records"], state["order"].tolist(), state["scores"].tolist(),
                 state["thetas"], state["stopped_by"])
@@ -444,7 +536,7 @@ class Purifier(BaseEstimator):
     def contamination_precision(self, contamination) -> float:
         """Fraction of the rows removed up to ``best_iteration_`` that are true contaminants."""
         check_is_fitted(self, "removal_order_")
-        removed = self.removal_order_[: self.best_iteration_ * self.k]
+        removed = self.removal_order_[: self.best_iteration_ * self.k_]
         if removed.size == 0:
             return float("nan")
         return float(np.mean(np.asarray(contamination, dtype=bool)[removed]))
@@ -490,6 +582,30 @@ def _check_pair(pair, name):
         raise ValueError(f"{name} must be a pair (X, y)") from None
     Xp = check_features(Xp, name=f"{name} X")
     return Xp, check_labels(yp, Xp.shape[0], name=f"{name} y")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_count_or_fraction(value, name: str, *, upper_open: bool) -> None:
+    """An int >= 1, "auto", or a fraction of n in (0, 1) (``upper_open``) or (0, 1]."""
+    if value == "auto" or isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value != "auto":
+            check_positive_int(value, name)
+        return
+    top = "1)" if upper_open else "1]"
+    if (not _is_real(value) or not 0 < value <= 1 or (upper_open and value == 1)
+            or isinstance(value, str)):
+        raise ValueError(f"{name} must be an integer >= 1, a fraction of n in (0, {top} or "
+                         f"'auto'; got {value!r}")
+
+
+def _calibration_seed(random_state) -> int:
+    """Seed of the cross-fitting halves and p-values: fixed unless random_state is an int."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return 0
 
 
 def _set_theta(model, theta, classes) -> None:

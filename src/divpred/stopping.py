@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STOP_RULES = ("none", "relative", "knee", "separable", "validation", "agreement")
+STOP_RULES = ("auto", "none", "relative", "knee", "separable", "validation", "agreement")
 
 
 def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:
@@ -92,10 +92,46 @@ def agreement_rule(
     return None
 
 
+def calibration_rule(excess_z: np.ndarray, detect: float = 3.0) -> int | None:
+    """Stop once the kept labels are no more improbable than the model's own predictions allow.
+
+    ``excess_z[t]`` is :func:`~divpred.calibration.label_excess_z` of the kept set after
+    iteration t: the z-score of the count of held-out label p-values in the lower tail against
+    its expectation if the labels were drawn from the (cross-fitted) model. The rule returns
+
+    * 0 when ``excess_z[0] <= detect``: the full data show no significant excess of improbable
+      labels, so there is nothing to remove (clean data stop here, before any removal);
+    * otherwise the first t >= 1 with ``excess_z[t] <= 0``: the estimated excess count has
+      reached zero, so the contaminants the model can see are gone; the removals after that
+      point would take the lower tail of the clean data;
+    * None while neither holds.
+
+    ``detect`` is a one-sided significance level (3.0: about 0.1% per level under the null);
+    the stopping threshold 0 is the null expectation itself, not a tuned constant.
+    """
+    z = np.asarray(excess_z, dtype=float)
+    if z.size == 0:
+        return None
+    if not z[0] > detect:
+        return 0
+    hit = np.nonzero(z[1:] <= 0.0)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def calibration_fallback(excess_z: np.ndarray) -> int:
+    """The iteration >= 1 whose kept set came closest to calibrated (smallest excess_z)."""
+    z = np.asarray(excess_z, dtype=float)
+    return int(np.argmin(z[1:])) + 1 if z.size > 1 else 0
+
+
 def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
     """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`)."""
     if rule == "none":
         return None
+    if rule == "auto":
+        if "label_excess_z" not in history:
+            raise ValueError("the auto rule needs the label_excess_z column of the history")
+        return calibration_rule(history["label_excess_z"].to_numpy(), params.get("detect", 3.0))
     if rule == "relative":
         return relative_change_rule(history["variance"].to_numpy(), params.get("tol", 1e-2))
     if rule == "knee":

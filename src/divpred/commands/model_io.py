@@ -40,8 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fit.add_argument("--kind", choices=KINDS, default="purified")
     fit.add_argument("--routing", choices=("hard", "soft"), default="hard",
                      help="routing of --kind dnp")
-    fit.add_argument("--stop", choices=("knee", "relative", "validation", "none"),
-                     default="knee", help="stopping rule of --kind purified")
+    fit.add_argument("--stop", choices=("auto", "knee", "relative", "validation", "agreement",
+                                        "none"),
+                     default="auto", help="stopping rule of --kind purified")
     fit.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the models")
     fit.add_argument("--random-state", type=int, default=0)
     fit.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,7 +90,7 @@ def _make_estimator(args):
     model = MultinomialLogit(alpha=args.alpha)
     if args.kind == "purified":
         return PurifiedClassifier(
-            purifier=Purifier(model, k=10, max_iter=40, stop=args.stop),
+            purifier=Purifier(model, stop=args.stop),
             random_state=args.random_state,
         )
     return DivideAndPredictClassifier(

@@ -27,10 +27,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--label", help="label column of a CSV file")
     p.add_argument("--test", help="test/eval data in the same format (accuracy per iteration)")
     p.add_argument("--method", default="fast", choices=DELTA_METHODS)
-    p.add_argument("--k", type=int, default=10, help="points removed per iteration")
-    p.add_argument("--iterations", type=int, default=40, help="maximum number of iterations")
-    p.add_argument("--stop", default="none", choices=STOP_RULES,
-                   help="label-free rule that picks the iteration to keep")
+    p.add_argument("--k", type=count_or_fraction, default="auto",
+                   help="points removed per iteration: a count, a fraction of the rows, or "
+                   "'auto' (1%% of the rows)")
+    p.add_argument("--iterations", type=count_or_fraction, default="auto",
+                   help="maximum number of iterations: a count, a fraction of the rows to "
+                   "remove at most, or 'auto' (only --max-fraction caps the run)")
+    p.add_argument("--max-fraction", type=float, default=0.5,
+                   help="never remove more than this fraction of the rows")
+    p.add_argument("--stop", default="auto", choices=STOP_RULES,
+                   help="label-free rule that picks the iteration to keep ('auto': stop when "
+                   "the kept labels are no more improbable than held-out predictions allow)")
     p.add_argument("--alpha", type=float, default=1e-4)
     p.add_argument("--damping", type=float, default=0.01)
     p.add_argument("--solver", default="newton", choices=("newton", "lbfgs", "adam"))
@@ -60,14 +67,16 @@ def run(args) -> int:
                 f"test data has {test.X.shape[1]} features, training data {train.X.shape[1]}"
             )
         eval_set = (test.X, test.y)
-    if args.k < 1 or args.iterations < 1:
-        raise ValueError("--k and --iterations must be positive")
+    for flag, value in (("--k", args.k), ("--iterations", args.iterations)):
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError(f"{flag} must be positive; got {value}")
 
     model = MultinomialLogit(alpha=args.alpha, damping=args.damping, solver=args.solver,
                              random_state=args.random_state)
     quiet = getattr(args, "quiet", False) or args.json
     pur = Purifier(model, method=args.method, k=args.k, max_iter=args.iterations,
-                   stop=args.stop, checkpoint=args.checkpoint, random_state=args.random_state,
+                   max_fraction=args.max_fraction, stop=args.stop, checkpoint=args.checkpoint,
+                   random_state=args.random_state,
                    progress=not quiet, n_jobs=args.n_jobs)
     n = train.X.shape[0]
     min_size = pur._check_sizes(n)
@@ -114,6 +123,22 @@ def run(args) -> int:
         print(f"best iteration: {pur.best_iteration_} (stop rule: {args.stop}); "
               f"kept {int(pur.keep_mask_.sum())} of {train.X.shape[0]} rows; outputs in {out}/")
     return 0
+
+
+def count_or_fraction(text: str) -> int | float | str:
+    """argparse type of --k/--iterations: "auto", an integer count or a fraction in (0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: expected an integer, a fraction of the rows or 'auto'"
+        ) from None
 
 
 def _purification_figure(pur, title, stop):
