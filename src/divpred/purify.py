@@ -221,9 +221,10 @@ default="auto"
 
     def _check_sizes(self, n_pool: int) -> int:
         """``min_size`` in effect; ValueError when k or min_size cannot fit ``n_pool`` points."""
-        if self.k_ >= n_pool:
+        k = self._resolve_sizes(n_pool)[0]
+        if k >= n_pool:
             raise ValueError(
-                f"k={self.k_} points per iteration is not fewer than the {n_pool} points that can "
+                f"k={k} points per iteration is not fewer than the {n_pool} points that can "
                 "be removed; choose a smaller k"
             )
         if self.min_size is not None and self.min_size >= n_pool:
@@ -231,7 +232,7 @@ default="auto"
                 f"min_size={self.min_size} is not smaller than the {n_pool} points that can be "
                 "purified: nothing could be removed"
             )
-        return self.min_size if self.min_size is not None else max(3 * self.k_, 10)
+        return self.min_size if self.min_size is not None else max(3 * k, 10)
 
     def fit(self, X, y, eval_set=None, contamination=None, validation_set=None) -> Purifier:
         """Run the purification.
