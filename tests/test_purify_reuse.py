@@ -15,7 +15,8 @@ from .conftest import make_classification
 def test_cached_input_gram_gives_the_uncached_history(C, method, monkeypatch):
     X, y = make_classification(45, 60, C, seed=11)
     X[:6] += 2.0  # a few outliers to remove
-    kwargs = {"model": MultinomialLogit(alpha=1e-3), "method": method, "k": 3, "max_iter": 4}
+    kwargs = {"model": MultinomialLogit(alpha=1e-3), "method": method, "k": 3, "max_iter": 4,
+              "stop": "none"}
     given = []
     original_fit = MultinomialLogit._fit
 

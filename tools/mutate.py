@@ -40,6 +40,7 @@ FAST_TESTS = ("tests/test_scores.py", "tests/test_fast_streaming.py", "tests/tes
               "tests/test_backend_dask.py")
 LOOP_TESTS = ("tests/test_purify.py",)
 RULE_TESTS = ("tests/test_purify.py",)
+AUTO_TESTS = ("tests/test_purify_auto.py",)
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,13 @@ MUTATIONS: tuple[Mutation, ...] = (
              "use_fast1 = state.n < FAST1_MIN_RATIO * state.m", SCORE_TESTS),
     # ------------------------------------------------------------------ the loop
     Mutation("loop removes the lowest scores", "src/divpred/purify.py",
-             "ranked = np.argsort(-scores, kind=\"stable\")[: self.k]",
-             "ranked = np.argsort(scores, kind=\"stable\")[: self.k]", LOOP_TESTS),
+             "ranked = np.argsort(-scores, kind=\"stable\")[: self.k_]",
+             "ranked = np.argsort(scores, kind=\"stable\")[: self.k_]", LOOP_TESTS),
     Mutation("loop removes k + 1 points", "src/divpred/purify.py",
-             "kind=\"stable\")[: self.k]", "kind=\"stable\")[: self.k + 1]", LOOP_TESTS),
+             "kind=\"stable\")[: self.k_]", "kind=\"stable\")[: self.k_ + 1]", LOOP_TESTS),
     Mutation("keep mask off by one iteration", "src/divpred/purify.py",
-             "self.removal_order_[: self.best_iteration_ * self.k]] = False",
-             "self.removal_order_[: (self.best_iteration_ - 1) * self.k]] = False",
+             "self.removal_order_[: self.best_iteration_ * self.k_]] = False",
+             "self.removal_order_[: (self.best_iteration_ - 1) * self.k_]] = False",
              LOOP_TESTS),
     Mutation("resume from the first model", "src/divpred/purify.py",
              "_set_theta(model, thetas[-1], np.unique(y[keep]))",
@@ -153,6 +154,14 @@ MUTATIONS: tuple[Mutation, ...] = (
              LOOP_TESTS),
     Mutation("Purifier ignores agreement_threshold", "src/divpred/purify.py",
              "threshold=self.agreement_threshold,", "threshold=0.5,", LOOP_TESTS),
+    Mutation("auto rule stops while an excess is left", "src/divpred/stopping.py",
+             "hit = np.nonzero(z[1:] <= 0.0)[0]", "hit = np.nonzero(z[1:] <= 1.0)[0]",
+             AUTO_TESTS),
+    Mutation("auto rule never keeps clean data whole", "src/divpred/stopping.py",
+             "if not z[0] > detect:", "if not z[0] > 2 * detect:", AUTO_TESTS),
+    Mutation("p-values ignore the tie randomisation", "src/divpred/calibration.py",
+             "return below + rng.random(P.shape[0]) * tied", "return below + 0.5 * tied",
+             AUTO_TESTS),
     Mutation("knee against the previous slope, not the steepest", "src/divpred/stopping.py",
              "steepest = np.maximum.accumulate(slope)", "steepest = slope", RULE_TESTS),
     Mutation("knee ratio inverted", "src/divpred/stopping.py",
