@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from divpred import experiments as E
 from divpred.commands import reproduce
 from divpred.datasets import load_paper_results
+from divpred.experiments.section5 import composition_entropy
 
 RESULTS = "results"
 
@@ -261,13 +262,17 @@ def test_reproduce_writes_csv_png_summary(tmp_path, capsys, paper_data):
     paper = load_paper_results("fig5")
     peak = paper.loc[paper["E_p"].idxmax()]
     assert line.startswith("fig5: ")
-    assert f"(paper: V max {peak['E_p']:.4g} at {int(peak['a'])})" in line
+    entropy = [composition_entropy([600 - a, a]) for a in paper["a"]]
+    rho = spearmanr(paper["E_p"], entropy).statistic
+    assert f"(paper: V max {peak['E_p']:.4g} at {int(peak['a'])}, " in line
+    assert f"Spearman(V, entropy) {rho:.2f})" in line
     summary = (out / "summary.md").read_text()
     assert "Figure 5" in summary and "Figure 6" in summary
     assert summary.count("| quantity | ours | paper |") == 2
     assert "synthetic_mix12.csv" in json.loads((out / "summary.json").read_text())[
         "figures"]["fig5"]["data"]
-    assert list(pd.read_csv(out / "fig5.csv").columns) == ["a", "E_acc", "std_acc", "E_p", "std_p"]
+    assert list(pd.read_csv(out / "fig5.csv").columns) == [
+        "a", "E_acc", "std_acc", "E_p", "std_p", "E_kurt", "std_kurt", "entropy"]
     assert _no_temp_files(out) == []
 
 

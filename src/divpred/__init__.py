@@ -33,6 +33,7 @@ from .data import (
 )
 from .influence import (
     InfluenceSummary,
+    influence_kurtosis,
     influence_matrix,
     influence_moments,
     influence_summary,
@@ -93,6 +94,7 @@ __all__ = [
     "choose_iteration",
     "delta_scores",
     "flip_labels",
+    "influence_kurtosis",
     "influence_matrix",
     "influence_moments",
     "influence_summary",

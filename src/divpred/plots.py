@@ -22,6 +22,20 @@ __all__ = ["plot_purification", "plot_surface", "plot_sweep", "save_plot"]
 BLUE = "#1f77b4"
 ORANGE = "#ff7f0e"
 RED = "#d62728"
+GREEN = "#2ca02c"
+
+
+def _entropy_axis(ax, xs: np.ndarray, values, handles: list) -> None:
+    """Entropy of the composition (Section 5) in green on its own right axis, set off from the
+    accuracy axis so both stay readable."""
+    ax3 = ax.twinx()
+    ax3.spines["right"].set_position(("axes", 1.13))
+    (line,) = ax3.plot(xs, values, "s--", color=GREEN, ms=4, lw=1.2,
+                       label="entropy of the composition")
+    handles.append(line)
+    ax3.set_ylabel("entropy E(Z) (nats)", color=GREEN)
+    ax3.tick_params(axis="y", colors=GREEN)
+    ax3.set_ylim(bottom=0.0)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -162,6 +176,7 @@ def plot_sweep(
     xlabel: str | None = None,
     title: str | None = None,
     mark_peak: bool = True,
+    entropy: str | None = "entropy",
 ) -> Figure:
     """Mean V[X] and accuracy with standard-deviation bars over a sweep (Figures 3 and 5).
 
@@ -176,6 +191,9 @@ def plot_sweep(
     xlabel, title : str, optional
     mark_peak : bool
         Dashed red vertical line where mean V is largest.
+    entropy : str or None
+        Column of the composition's entropy (the paper's Section 5), drawn in green on a third
+        axis when the table has it.
 
     Returns
     -------
@@ -208,13 +226,15 @@ def plot_sweep(
         )
         ax2.set_ylabel("test accuracy", color=ORANGE)
         ax2.tick_params(axis="y", colors=ORANGE)
+    if entropy is not None and entropy in t:
+        _entropy_axis(ax, xs, t[entropy], handles)
     if mark_peak:
         peak = xs[int(np.argmax(t[variance].to_numpy(dtype=float)))]
         ax.axvline(peak, color=RED, ls="--", lw=1.2)
         handles.append(Line2D([], [], color=RED, ls="--", label=f"V peak at {peak:g}"))
     ax.set_xlabel(xlabel or x)
     ax.grid(alpha=0.25)
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -232,6 +252,7 @@ def plot_surface(
     title: str | None = None,
     xlabel: str = "|A2|",
     ylabel: str = "|A3|",
+    entropy: str | None = "entropy",
 ) -> Figure:
     """Figure 7: V[X] as a heat map over (|A2|, |A3|) and its slice along |A2| = |A3|.
 
@@ -245,6 +266,9 @@ def plot_surface(
         Mean V and its standard deviation.
     accuracy, accuracy_std : str or None
         Drawn in orange on the slice panel when present.
+    entropy : str or None
+        Column of the composition's entropy (Section 5), drawn in green on the slice panel when
+        present.
     title, xlabel, ylabel : str
 
     Returns
@@ -305,7 +329,9 @@ def plot_surface(
             )
             ax2.set_ylabel("test accuracy", color=ORANGE)
             ax2.tick_params(axis="y", colors=ORANGE)
-        fig.legend(handles=handles, loc="outside lower right", ncols=3, fontsize=8,
+        if entropy is not None and entropy in diag:
+            _entropy_axis(right, xs, diag[entropy], handles)
+        fig.legend(handles=handles, loc="outside lower right", ncols=4, fontsize=8,
                    frameon=False)
     right.set_xlabel(f"{xlabel} = {ylabel}")
     right.set_ylabel("V[X]", color=BLUE)

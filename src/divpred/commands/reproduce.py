@@ -31,6 +31,7 @@ from ..experiments import (
     read_paper_table,
 )
 from ..experiments._common import check_data_dir, require_files
+from ..experiments.section5 import PAPER_TOTAL, with_entropy
 from ..models import MultinomialLogit
 from ..plots import plot_purification, plot_surface, plot_sweep, save_plot
 from ..scores import DELTA_METHODS
@@ -277,6 +278,8 @@ def _write_figure(stage: Path, out: Path, fig: str, res: dict, paper_table,
         if fig in PURIFICATION_FIGURES:
             kwargs["at_iteration"] = int(res["table"]["iteration"].iloc[-1])
             kwargs["reference_accuracy"] = PAPER_CAPTION_VALUES[fig]["reference accuracy"]
+        else:  # the paper's compositions are known too: its V against their entropy
+            paper_table = with_entropy(fig, paper_table, PAPER_TOTAL)
         paper = headline(fig, paper_table, **kwargs)
     return {
         "figure": fig,
@@ -335,9 +338,12 @@ def _headline_words(fig: str, h: dict) -> str:
             f"at iteration {h['iteration of max accuracy']}"
         )
     if fig == "fig7":
-        return f"V max {_fmt(h['V max'])} at {h['(|A2|, |A3|) at V max']}"
-    keys = list(h)
-    return f"V max {_fmt(h['V max'])} at {h[keys[3]]}"
+        words = f"V max {_fmt(h['V max'])} at {h['(|A2|, |A3|) at V max']}"
+    else:
+        words = f"V max {_fmt(h['V max'])} at {h[list(h)[3]]}"
+    if h.get("Spearman(V, entropy)") is not None:
+        words += f", Spearman(V, entropy) {h['Spearman(V, entropy)']:.2f}"
+    return words
 
 
 def render_summary(records: dict) -> str:

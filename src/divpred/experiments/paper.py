@@ -143,6 +143,21 @@ def _sweep_headline(figure, t):
             out[f"Spearman({name}, accuracy)"] = _spearman(a, acc)
         else:
             out["Spearman(V, accuracy)"] = _spearman(V, acc)
+    out.update(_section5_headline(t, V))
+    return out
+
+
+def _section5_headline(t: pd.DataFrame, V: np.ndarray) -> dict:
+    """Section 5: how V ranks with the entropy of the composition; the kurtosis of X."""
+    out = {}
+    if "entropy" in t and len(t) >= 3:
+        out["Spearman(V, entropy)"] = _spearman(V, t["entropy"].to_numpy(float))
+    if "E_kurt" in t:
+        kurt = t["E_kurt"].to_numpy(float)
+        out["kurtosis at V max"] = kurt[int(np.argmax(V))]
+        out["kurtosis min"] = np.nanmin(kurt) if np.isfinite(kurt).any() else np.nan
+        if "entropy" in t and len(t) >= 3 and np.isfinite(kurt).all():
+            out["Spearman(kurtosis, entropy)"] = _spearman(kurt, t["entropy"].to_numpy(float))
     return out
 
 
@@ -166,6 +181,7 @@ def _surface_headline(t):
         "(|A2|, |A3|) at accuracy min": f"({a[j]}, {b[j]})",
         "Spearman(V, accuracy)": _spearman(V, acc),
     }
+    out.update(_section5_headline(t, V))
     return out
 
 

@@ -4,7 +4,9 @@ Each point of a sweep is ``n_reps`` replications; a replication draws its own da
 fits the model on the training part, computes V[X] on that same training part and the accuracy
 on the held-out part. The tables have the paper's columns: the composition (``a``, and ``b`` for
 Figure 7), then ``E_acc, std_acc, E_p, std_p`` (means and population standard deviations over
-the replications; ``p`` is the paper's "potential" V[X]).
+the replications; ``p`` is the paper's "potential" V[X]), followed by the paper's Section 5
+quantities: ``E_kurt, std_kurt`` (kurtosis of X, :func:`~divpred.influence_kurtosis`) and
+``entropy`` (of the known composition, :mod:`divpred.experiments.section5`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .._validation import check_positive_int
 from ..data import PAPER_FILE_DISTRIBUTIONS, PAPER_SD_FILES, load_digits_all, load_idx, load_sd_csv
 from ..data import flip_labels as _flip_labels
 from ..data import make_sd as _make_sd
-from ..influence import influence_variance
+from ..influence import influence_kurtosis, influence_variance
 from ._common import (
     SURFACE_COLUMNS,
     SWEEP_COLUMNS,
@@ -36,6 +38,7 @@ from ._common import (
     start_run,
     sub_seed,
 )
+from .section5 import with_entropy
 
 __all__ = ["figure3", "figure5", "figure7"]
 
@@ -45,9 +48,32 @@ PAPER_RATES = tuple(round(0.02 * i, 2) for i in range(16))
 QUICK_RATES = (0.0, 0.1, 0.2, 0.3)
 
 
-def _fit_point(model, seed, X_train, y_train, X_test, y_test) -> tuple[float, float]:
+KURTOSIS_MAX_N = 5000
+"""Above this many training rows the kurtosis (O(n^2 m)) is not computed (NaN)."""
+
+SECTION5_COLUMNS = ("E_kurt", "std_kurt", "entropy")
+"""Columns appended to the paper's in the sweep tables."""
+
+
+def _fit_point(model, seed, X_train, y_train, X_test, y_test) -> dict:
+    """Accuracy on the test part, V[X] and the kurtosis of X on the training part."""
     est = make_model(model, seed).fit(X_train, y_train)
-    return float(est.score(X_test, y_test)), float(influence_variance(est, X_train, y_train))
+    n = len(y_train)
+    kurtosis = influence_kurtosis(est, X_train, y_train) if n <= KURTOSIS_MAX_N else np.nan
+    return {
+        "accuracy": float(est.score(X_test, y_test)),
+        "variance": float(influence_variance(est, X_train, y_train)),
+        "kurtosis": float(kurtosis),
+    }
+
+
+def _sweep_table(figure: str, raw: pd.DataFrame, coords: list[str], columns, total: int):
+    """The paper's columns, then the mean and std of the kurtosis and the entropy."""
+    table = aggregate_replicates(raw, coords)
+    grouped = raw.groupby(coords, sort=True)["kurtosis"]
+    table["E_kurt"] = grouped.mean().to_numpy()
+    table["std_kurt"] = grouped.std(ddof=0).to_numpy()
+    return with_entropy(figure, table[[*columns, "E_kurt", "std_kurt"]], total)
 
 
 def _tabulate(figure: str, run: RunContext, rows: Iterator[dict], total: int) -> pd.DataFrame:
@@ -128,8 +154,9 @@ def figure3(
     Returns
     -------
     dict
-        ``table`` (columns ``a, E_acc, std_acc, E_p, std_p`` with ``a`` the rate),
-        ``replicates`` (one row per fit), ``data``, ``settings``, ``seconds``.
+        ``table`` (columns ``a, E_acc, std_acc, E_p, std_p`` with ``a`` the rate, then
+        ``E_kurt, std_kurt, entropy``), ``replicates`` (one row per fit: ``accuracy, variance,
+        kurtosis``), ``data``, ``settings``, ``seconds``.
     """
     run = start_run(
         data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
@@ -153,11 +180,11 @@ def figure3(
                 y_noisy, _ = _flip_labels(
                     y_tr, float(r), classes=np.unique(y_tr), random_state=sub_seed(seed, 3, j, i)
                 )
-                acc, var = _fit_point(model, sub_seed(seed, 30, j, i), X_tr, y_noisy, X_te, y_te)
-                yield {"a": float(r), "rep": j, "accuracy": acc, "variance": var}
+                point = _fit_point(model, sub_seed(seed, 30, j, i), X_tr, y_noisy, X_te, y_te)
+                yield {"a": float(r), "rep": j, **point}
 
     raw = _tabulate("fig3", run, fits(), len(rates) * n_reps)
-    table = aggregate_replicates(raw, ["a"])[list(SWEEP_COLUMNS)]
+    table = _sweep_table("fig3", raw, ["a"], SWEEP_COLUMNS, total=0)
     return run_result(
         "fig3",
         table,
@@ -324,7 +351,7 @@ def _sd_pool_sampler(data_dir: Path | None, file_name: str, n_blocks: int, figur
     return draw, f"rows drawn without replacement from the blocks ({sizes}) of {path.name}"
 
 
-def _split_fit(model, X, y, test_size, seed) -> tuple[float, float]:
+def _split_fit(model, X, y, test_size, seed) -> dict:
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=seed)
     return _fit_point(model, seed, X_tr, y_tr, X_te, y_te)
 
@@ -394,16 +421,14 @@ def _composition_sweep(
             for j in range(n_reps):
                 s = sub_seed(run.seed, spec.seed_tag, *point, j)
                 X, y = draw((total - sum(point), *point), s)
-                acc, var = _split_fit(run.model, X, y, test_size, s)
                 yield {
                     **dict(zip(spec.coords, point, strict=True)),
                     "rep": j,
-                    "accuracy": acc,
-                    "variance": var,
+                    **_split_fit(run.model, X, y, test_size, s),
                 }
 
     raw = _tabulate(figure, run, fits(), len(grid) * n_reps)
-    table = aggregate_replicates(raw, list(spec.coords))[list(spec.columns)]
+    table = _sweep_table(figure, raw, list(spec.coords), spec.columns, total)
     return run_result(
         figure,
         table,
@@ -446,8 +471,8 @@ def figure5(
     Returns
     -------
     dict
-        ``table`` (``a, E_acc, std_acc, E_p, std_p``), ``replicates``, ``data``, ``settings``,
-        ``seconds``.
+        ``table`` (``a, E_acc, std_acc, E_p, std_p, E_kurt, std_kurt, entropy``),
+        ``replicates``, ``data``, ``settings``, ``seconds``.
     """
     run = start_run(
         data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
@@ -485,8 +510,8 @@ def figure7(
     Returns
     -------
     dict
-        ``table`` (``a, b, E_acc, std_acc, E_p, std_p``), ``replicates``, ``data``,
-        ``settings``, ``seconds``.
+        ``table`` (``a, b, E_acc, std_acc, E_p, std_p, E_kurt, std_kurt, entropy``),
+        ``replicates``, ``data``, ``settings``, ``seconds``.
     """
     run = start_run(
         data_dir=data_dir, quick=quick, model=model, random_state=random_state, progress=progress
