@@ -31,7 +31,6 @@ from ..experiments import (
     read_paper_table,
 )
 from ..experiments._common import check_data_dir, require_files
-from ..experiments.section5 import PAPER_TOTAL, with_entropy
 from ..models import MultinomialLogit
 from ..plots import plot_purification, plot_surface, plot_sweep, save_plot
 from ..scores import DELTA_METHODS
@@ -279,6 +278,8 @@ def _write_figure(stage: Path, out: Path, fig: str, res: dict, paper_table,
             kwargs["at_iteration"] = int(res["table"]["iteration"].iloc[-1])
             kwargs["reference_accuracy"] = PAPER_CAPTION_VALUES[fig]["reference accuracy"]
         else:  # the paper's compositions are known too: its V against their entropy
+            from ..experiments.section5 import PAPER_TOTAL, with_entropy
+
             paper_table = with_entropy(fig, paper_table, PAPER_TOTAL)
         paper = headline(fig, paper_table, **kwargs)
     return {
