@@ -500,6 +500,19 @@ def test_files_of_an_earlier_set_are_removed(tmp_path):
                                                                  "history.csv"]
 
 
+def test_other_commands_outputs_in_the_same_folder_are_kept(table, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert run_cli(capsys, "-q", "purify", table, "--label", "cls", "--iterations", "1",
+                   "--out", out)[0] == 0
+    purified = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix != ".json"}
+    with _io.staged_output(out, set_name="other") as stage:
+        (stage / "blocks.csv").write_text("x")
+    assert {p.name: p.read_bytes() for p in out.iterdir()
+            if p.name in purified} == purified
+    assert set(_io.read_manifest(out, "purify")) == set(purified)
+    assert set(_io.read_manifest(out)) == {*purified, "blocks.csv"}
+
+
 def test_stages_of_killed_runs_are_cleaned_up(tmp_path):
     out = tmp_path / "o"
     out.mkdir()

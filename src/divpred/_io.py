@@ -230,19 +230,21 @@ def check_output_dir(out_dir: str | os.PathLike, option: str = "--out") -> Path:
 def staged_output(
     out_dir: str | os.PathLike,
     *,
+    set_name: str = "output",
     keep_previous: bool = False,
     before_commit: Callable[[Path, Path], None] | None = None,
     option: str = "--out",
 ) -> Iterator[Path]:
-    """Yield a staging folder whose files replace the output of ``out_dir`` as one set.
+    """Yield a staging folder whose files replace the set ``set_name`` of ``out_dir`` as a whole.
 
     Write every output file of the run into the yielded folder. When the block ends without
     an error, under an exclusive lock of ``out_dir`` (so that concurrent runs commit one after
     the other): ``before_commit(stage, out_dir)`` runs (e.g. to merge a summary with the one
     in ``out_dir``), every staged file is moved into ``out_dir`` (``os.replace``: atomic per
-    file), files listed in the previous manifest but not staged now are removed (unless
-    ``keep_previous``) and the manifest is rewritten. On an error nothing in ``out_dir``
-    changes, and ``out_dir`` itself is removed again if this call created it.
+    file), files of the previous ``set_name`` set that are not staged now are removed (unless
+    ``keep_previous``) and the manifest is rewritten. Sets of other names (another command's
+    outputs in the same folder) are left alone. On an error nothing in ``out_dir`` changes,
+    and ``out_dir`` itself is removed again if this call created it.
 
     ``out_dir`` is checked for writability (:func:`check_output_dir`) before anything else, so
     that a run fails before its computation rather than after it. ``OSError``'s raised for a
@@ -262,7 +264,7 @@ def staged_output(
             with _locked(out):
                 if before_commit is not None:
                     before_commit(stage, out)
-                _commit(stage, out, keep_previous)
+                _commit(stage, out, set_name, keep_previous)
         except OSError as exc:
             raise _renamed_error(exc, {stage: out}) from None
     except BaseException:
@@ -291,35 +293,45 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def read_manifest(out_dir: str | os.PathLike) -> dict[str, str]:
-    """``{relative path: sha256}`` of the last complete set written into ``out_dir``, or {}."""
-    path = Path(out_dir) / MANIFEST
+def read_manifest(out_dir: str | os.PathLike, set_name: str | None = None) -> dict[str, str]:
+    """``{relative path: sha256}`` of the complete set ``set_name`` in ``out_dir`` (all sets by
+    default), or {} when there is none."""
+    sets = _read_sets(Path(out_dir))
+    if set_name is not None:
+        return dict(sets.get(set_name, {}))
+    return {rel: digest for files in sets.values() for rel, digest in files.items()}
+
+
+def _read_sets(out: Path) -> dict[str, dict[str, str]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        files = data["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    if not isinstance(files, dict):
-        return {}
-    return {str(k): str(v) for k, v in files.items()}
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        sets = data["sets"]
+        return {str(name): {str(k): str(v) for k, v in files.items()}
+                for name, files in sets.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no manifest, or one we cannot trust: remove nothing
 
 
-def _commit(stage: Path, out: Path, keep_previous: bool) -> None:
-    previous = read_manifest(out)
+def _commit(stage: Path, out: Path, set_name: str, keep_previous: bool) -> None:
+    sets = _read_sets(out)
+    previous = sets.get(set_name, {})
     staged = sorted(p for p in stage.rglob("*") if p.is_file())
     files: dict[str, str] = dict(previous) if keep_previous else {}
     for src in staged:
-        rel = src.relative_to(stage).as_posix()
-        files[rel] = _sha256(src)
+        files[src.relative_to(stage).as_posix()] = _sha256(src)
     for src in staged:
         dst = out / src.relative_to(stage)
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
+    others = {name: {rel: d for rel, d in fs.items() if rel not in files}
+              for name, fs in sets.items() if name != set_name}
     for rel in previous:
-        if rel not in files:
+        if rel not in files and not any(rel in fs for fs in others.values()):
             with contextlib.suppress(FileNotFoundError):
                 (out / rel).unlink()
-    write_json(out / MANIFEST, {"format": "divpred-output", "files": dict(sorted(files.items()))})
+    sets = {name: fs for name, fs in others.items() if fs}
+    sets[set_name] = dict(sorted(files.items()))
+    write_json(out / MANIFEST, {"format": "divpred-output", "sets": dict(sorted(sets.items()))})
 
 
 def _sha256(path: Path) -> str:

@@ -221,7 +221,7 @@ def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
     out = _io.check_output_dir(out)
     results, sections, files = [], [], {}
     # Every file is written into a staging folder and lands with the others at the end.
-    with _io.staged_output(out) as stage, single_threaded_blas():
+    with _io.staged_output(out, set_name="demo") as stage, single_threaded_blas():
         for ds in _datasets(SEED):
             r = _purify(ds, quick, progress)
             key = ds["key"]

@@ -60,7 +60,7 @@ def run(args) -> int:
 
     blocks = pd.DataFrame({"row": np.arange(data.X.shape[0]), "label": data.y,
                            "block": part.labels_})
-    with _io.staged_output(out) as stage:
+    with _io.staged_output(out, set_name="partition") as stage:
         _io.write_csv(stage / "blocks.csv", blocks)
         _io.write_csv(stage / "block_summary.csv", part.blocks_)
         _io.write_csv(stage / "tests.csv", part.tests_)

@@ -96,7 +96,7 @@ def run(args) -> int:
     import pandas as pd
 
     # All outputs land together or not at all (a failed figure keeps the earlier run whole).
-    with _io.staged_output(out) as stage:
+    with _io.staged_output(out, set_name="purify") as stage:
         _io.write_csv(stage / "history.csv", history)
         _io.write_npy(stage / "keep_mask.npy", pur.keep_mask_)
         _io.write_csv(stage / "kept_rows.csv",

@@ -174,7 +174,7 @@ def run(args) -> int:
         )
         # One commit per figure: its CSV, PNG and the summary land together. The summary is
         # merged with the folder's under the commit lock, so concurrent runs lose no figure.
-        with _io.staged_output(out, keep_previous=True,
+        with _io.staged_output(out, set_name="reproduce", keep_previous=True,
                                before_commit=_summary_merger(records, fig)) as stage:
             records[fig] = _write_figure(stage, out, fig, res, paper_tables.get(fig), command)
         if outer is not None:
