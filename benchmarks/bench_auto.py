@@ -126,9 +126,11 @@ def reference_curve(case: Case, data: CaseData, cfg: Config) -> pd.DataFrame:
         ckpt.unlink(missing_ok=True)
     n = data.y.shape[0]
     k = max(1, round(cfg.curve_k_fraction(case) * n))
-    pur = Purifier(MultinomialLogit(alpha=cfg.alpha), method=cfg.method, k=k,
-                   max_iter=int(cfg.max_removed * n) // k, stop="none", random_state=0,
-                   checkpoint=ckpt)
+    params = dict(method=cfg.method, k=k, max_iter=int(cfg.max_removed * n) // k, stop="none",
+                  random_state=0, checkpoint=ckpt)
+    if "max_fraction" in Purifier().get_params():  # the library's own cap must not come first
+        params["max_fraction"] = cfg.max_removed
+    pur = Purifier(MultinomialLogit(alpha=cfg.alpha), **params)
     t0 = time.perf_counter()
     pur.fit(data.X, data.y, eval_set=(data.X_test, data.y_test), contamination=data.mask)
     h = pur.history_.drop(columns=["removed"]).copy()
@@ -204,13 +206,31 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 # --------------------------------------------------------------------------------- rules
-def score_rules(cases: list[Case], rules: list[tuple[str, object]], cfg: Config):
-    """(long table: one row per case and rule, curve summaries, all curve points)."""
-    rows, summaries, points = [], [], []
-    for case in cases:
+def suite(cases: list[Case] | None = None, cfg: Config | None = None, *, verbose=False):
+    """Yield (case, reference curve, cleanlab result) per case, computing what is not cached.
+
+    For designing a rule in Python::
+
+        from bench_auto import suite
+        for case, history, cleanlab in suite():
+            ...  # history: Purifier.history_ of the case's stop="none" curve
+    """
+    cfg = cfg or Config(cache=RESULTS / CACHE_NAME, out=RESULTS)
+    cfg.cache.mkdir(parents=True, exist_ok=True)
+    for case in CASES if cases is None else cases:
         data = case.load()
         h = reference_curve(case, data, cfg)
         cl = cached_cleanlab(case, data, cfg)
+        if verbose:
+            print(f"  {case.name}: best {h['eval_accuracy'].max():.3f}, "
+                  f"cleanlab {cl['cl_acc']:.3f}", flush=True)
+        yield case, h, cl
+
+
+def score_rules(cases: list[Case], rules: list[tuple[str, object]], cfg: Config):
+    """(long table: one row per case and rule, curve summaries, all curve points)."""
+    rows, summaries, points = [], [], []
+    for case, h, cl in suite(cases, cfg, verbose=True):
         summary = curve_summary(case, h)
         summaries.append({**summary, **cl})
         points.append(h.assign(case=case.name))
@@ -260,13 +280,14 @@ def defaults_row(case: Case, cfg: Config, lib: str) -> dict:
     own = pur.history_["eval_accuracy"]
     best = max(float(h["eval_accuracy"].max()), float(own.max()))
     cl = cleanlab_run(data, model_alpha(pur, cfg.alpha))
-    reason = getattr(pur, "stop_reason_", None)
+    stopped_by = getattr(pur, "stopped_by_", None)  # the rule that fired, or the cap
     row = {"case": case.name, "family": case.family, "n": case.n, "rate": case.rate,
            "start_acc": float(own.iloc[0]), "best_acc": best, "acc": acc,
            "gap": gap(best, acc), "removed": float(removed.mean()),
            **contamination_scores(removed, data.mask),
            "iteration": int(pur.best_iteration_), "stop_iteration": int(pur.stop_iteration_),
-           "stop_reason": str(reason) if reason is not None else "-",
+           "stopped_by": str(stopped_by) if stopped_by is not None else "-",
+           "stop_reason": str(getattr(pur, "stop_reason_", "-")),
            "seconds": seconds, **cl, "ratio": seconds / cl["cl_seconds"], "library": lib}
     _write_json(path, row)
     return row
@@ -277,7 +298,7 @@ DEFAULT_COLUMNS = [
     ("acc", "auto"), ("gap", "gap"), ("removed", "removed"), ("precision", "P"),
     ("recall", "R"), ("f1", "F1"), ("cl_acc", "cl acc"), ("cl_removed", "cl removed"),
     ("cl_f1", "cl F1"), ("seconds", "ours s"), ("cl_seconds", "cl s"), ("ratio", "ratio"),
-    ("iteration", "it"), ("stop_reason", "stop"),
+    ("iteration", "it"), ("stopped_by", "stop"),
 ]
 
 
@@ -306,8 +327,9 @@ def header(cfg: Config) -> str:
 
 def run_rules(cases, cfg: Config, specs: str) -> None:
     rules = [parse_rule(s) for s in specs.split(",") if s]
+    print(f"\n## reference curves (stop='none'; cached in {cfg.cache})\n")
     table, summaries, points = score_rules(cases, rules, cfg)
-    print("\n## reference curves (stop='none'): hindsight best and cleanlab\n")
+    print()
     print(format_table(summaries.to_dict("records"), [
         ("case", "case"), ("start_acc", "start"), ("best_acc", "best"),
         ("best_removed", "removed at best"), ("best_f1", "F1 at best"), ("cl_acc", "cl acc"),
