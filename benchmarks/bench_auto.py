@@ -23,6 +23,8 @@ each). For each case:
   ``MultinomialLogit`` with the same alpha, then a refit on the kept rows; its time is the CV and
   the find (the issue's definition), the refit excluded;
 * ``rules``: each rule applied to the reference curve (no refits: seconds for all cases);
+  ``--rules auto`` (or ``--calibration``) uses curves that also record ``label_excess_z``
+  (``record_calibration=True``, two half-set refits per iteration; cached separately);
 * ``defaults``: ``Purifier()`` with every default (whatever main holds when it runs), timed
   as a whole; the hindsight best is the maximum over the reference curve and its own history.
 
@@ -81,6 +83,7 @@ from divpred._io import write_csv  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE_NAME = "auto-cache"
+PURIFIER_PARAMS = Purifier().get_params()
 DEFAULT_RULES = "knee,agreement,separable,relative"
 TIMING_N = 100_000
 TIMING_LIMIT = 120.0
@@ -97,13 +100,15 @@ class Config:
     alpha: float = 1e-4
     method: str = "fast"
     refresh: bool = False
+    calibration: bool = False  # record label_excess_z (the column stop="auto" reads)
 
     def curve_k_fraction(self, case: Case) -> float:
         return case.curve_k_fraction or self.k_fraction
 
     def curve_tag(self, case: Case) -> str:
         return (f"{case.name}-s{case.seed}-k{self.curve_k_fraction(case):g}"
-                f"-max{self.max_removed:g}-a{self.alpha:g}-{self.method}")
+                f"-max{self.max_removed:g}-a{self.alpha:g}-{self.method}"
+                + ("-cal" if self.calibration else ""))
 
 
 def library_hash() -> str:
@@ -128,8 +133,12 @@ def reference_curve(case: Case, data: CaseData, cfg: Config) -> pd.DataFrame:
     k = max(1, round(cfg.curve_k_fraction(case) * n))
     params = dict(method=cfg.method, k=k, max_iter=int(cfg.max_removed * n) // k, stop="none",
                   random_state=0, checkpoint=ckpt)
-    if "max_fraction" in Purifier().get_params():  # the library's own cap must not come first
+    if "max_fraction" in PURIFIER_PARAMS:  # the library's own cap must not come first
         params["max_fraction"] = cfg.max_removed
+    if cfg.calibration:  # the column stop="auto" reads, so that it can be scored offline
+        if "record_calibration" not in PURIFIER_PARAMS:
+            raise ValueError("this divpred's Purifier cannot record calibration")
+        params["record_calibration"] = True
     pur = Purifier(MultinomialLogit(alpha=cfg.alpha), **params)
     t0 = time.perf_counter()
     pur.fit(data.X, data.y, eval_set=(data.X_test, data.y_test), contamination=data.mask)
@@ -381,6 +390,8 @@ def main(argv=None) -> int:
     parser.add_argument("--method", default="fast")
     parser.add_argument("--timing-n", type=int, default=TIMING_N)
     parser.add_argument("--refresh", action="store_true", help="recompute cached results")
+    parser.add_argument("--calibration", action="store_true",
+                        help="reference curves record label_excess_z (implied by --rules auto)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 small cases, rules and defaults, into a temporary folder")
     args = parser.parse_args(argv)
@@ -392,7 +403,9 @@ def main(argv=None) -> int:
         else:
             cfg = Config(cache=RESULTS / CACHE_NAME, out=RESULTS, k_fraction=args.k_fraction,
                          max_removed=args.max_removed, alpha=args.alpha, method=args.method,
-                         refresh=args.refresh)
+                         refresh=args.refresh,
+                         calibration=args.calibration or any(
+                             r.partition(":")[0] == "auto" for r in args.rules.split(",")))
             cases = select(CASES, [p for p in args.only.split(",") if p])
             sections = ({"all": ["rules", "defaults", "timing"], "curves": ["rules"]}
                         .get(args.section, [args.section]))
