@@ -10,9 +10,14 @@ Usage::
     python benchmarks/bench_purify.py stopping    # label-free stopping rules vs the best iteration
     python benchmarks/bench_purify.py ceiling     # why V-descent stops short on SD-3 (oracle sets)
     python benchmarks/bench_purify.py all
+    python benchmarks/bench_purify.py stopping --fresh   # recompute the curves it reads
+    python benchmarks/bench_purify.py --smoke     # stopping rules on 300 SD-2 rows, < 60 s
 
-Uses the paper's data shipped with divpred (``divpred.datasets``). Every curve is
-cached (with a Purifier checkpoint) under benchmarks/results/, so an interrupted run resumes.
+Uses the paper's data shipped with divpred (``divpred.datasets``). Every curve is cached as a
+CSV under benchmarks/results/ (with the removal order, so no section needs the git-ignored
+Purifier checkpoints) and resumes from its checkpoint when interrupted; ``--fresh`` recomputes
+every curve a section reads instead of re-reading the CSVs. ``--smoke`` writes into a temporary
+folder, never into benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +42,8 @@ from divpred.stopping import choose_iteration
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = paper_data_dir()  # the paper's files, shipped with divpred
 RESULTS = Path(__file__).resolve().parent / "results"
+FRESH = False  # --fresh: recompute each curve once in this process instead of reading its CSV
+_RECOMPUTED: set[str] = set()
 
 # The paper's purification results (Figures 4, 6, 8 and their captions).
 PAPER_RESULTS = {
@@ -47,7 +55,15 @@ PAPER_RESULTS = {
 
 
 def load(name: str):
-    """(X, y, X_test, y_test, contamination or None) for one of the paper's data sets."""
+    """(X, y, X_test, y_test, contamination or None) for one of the paper's data sets.
+
+    ``"SD-2-small"`` (for ``--smoke``): rows 0-209 and 700-789 of SD-2 (the same 30%
+    contamination in 300 rows), tested on the first 300 test rows.
+    """
+    if name == "SD-2-small":
+        X, y, Xt, yt, contam = load("SD-2")
+        rows = np.r_[0:210, 700:790]
+        return X[rows], y[rows], Xt[:300], yt[:300], contam[rows]
     if name in ("SD-2", "SD-3"):
         train = load_sd_csv(PAPER / f"synthetic_train_mix_{name[-1]}spec.csv")
         test = load_sd_csv(PAPER / "synthetic_test_dis1.csv")
@@ -193,28 +209,54 @@ def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ curves
 def curve(name, method="fast", alpha=1e-4, damping=0.01, solver="newton", k=10,
-          max_iter=40) -> pd.DataFrame:
-    """One purification curve, cached in benchmarks/results/ (resumes from its checkpoint)."""
+          max_iter=40, need_order=False) -> pd.DataFrame:
+    """One purification curve, cached in benchmarks/results/ (resumes from its checkpoint).
+
+    The CSV has one row per iteration, ``removed`` holding that iteration's removed rows
+    (space-separated), so the removal order survives without the checkpoint. A CSV of an older
+    version without that column is reused unless ``need_order``.
+    """
     tag = f"{name}-{method}-a{alpha:g}-d{damping:g}-{solver}-k{k}-it{max_iter}"
     out = RESULTS / f"curve-{tag}.csv"
+    ckpt = RESULTS / f"ckpt-{tag}.npz"
+    if FRESH and tag not in _RECOMPUTED:
+        out.unlink(missing_ok=True)
+        ckpt.unlink(missing_ok=True)
     if out.exists():
-        cached = pd.read_csv(out)
-        if "removed_agreement" in cached:  # written by the current Purifier
+        cached = _read_curve(out)
+        if "removed_agreement" in cached and ("removed" in cached or not need_order):
             return cached
         out.unlink()
-        (RESULTS / f"ckpt-{tag}.npz").unlink(missing_ok=True)
+        ckpt.unlink(missing_ok=True)
     X, y, Xt, yt, contam = load(name)
     model = MultinomialLogit(alpha=alpha, damping=damping, solver=solver, random_state=0)
     t0 = time.perf_counter()
-    pur = Purifier(model, method=method, k=k, max_iter=max_iter, random_state=0,
-                   checkpoint=RESULTS / f"ckpt-{tag}.npz", progress=True, n_jobs=-1, stop="none")
-    pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
-    h = pur.history_.drop(columns=["removed"]).copy()
+    pur = Purifier(model, method=method, k=k, max_iter=max_iter, stop="none", random_state=0,
+                   checkpoint=ckpt, progress=True, n_jobs=-1)
+    try:
+        pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
+    except ValueError as exc:
+        if "another divpred version" not in str(exc):
+            raise
+        ckpt.unlink()  # a checkpoint of an older Purifier: start over
+        pur.fit(X, y, eval_set=(Xt, yt), contamination=contam)
+    h = pur.history_.copy()
+    h["removed"] = [" ".join(str(i) for i in rows) for rows in h["removed"]]
     h["seconds"] = pur.seconds_  # per iteration (NaN for iterations resumed from a checkpoint)
     h["seconds_total"] = time.perf_counter() - t0
     h.insert(0, "config", tag)
     write_csv(out, h)
-    return h
+    _RECOMPUTED.add(tag)
+    return _read_curve(out)
+
+
+def _read_curve(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"removed": str})
+
+
+def removal_order(h: pd.DataFrame) -> np.ndarray:
+    """Row indices in the order the curve ``h`` removed them (iteration 0 removes none)."""
+    return np.array([int(i) for cell in h["removed"].dropna() for i in cell.split()], dtype=int)
 
 
 def summarize(h: pd.DataFrame, name: str, k=10) -> dict:
@@ -346,9 +388,8 @@ def ceiling(alphas=(1e-4, 1e-5)) -> pd.DataFrame:
         gap = np.abs(dist1.score(raw.letters)[:, None] - np.asarray(dist1.thresholds)[None, :])
         tie = gap.min(axis=1) < 1e-9
         for alpha in alphas:
-            tag = f"{name}-fast-a{alpha:g}-d0.01-newton-k10-it40"
-            h = curve(name, "fast", alpha=alpha)
-            order = np.load(RESULTS / f"ckpt-{tag}.npz")["order"]
+            h = curve(name, "fast", alpha=alpha, need_order=True)
+            order = removal_order(h)
             # at the curve's best iteration: what if the harmful rows left were gone too, or
             # the clean rows removed so far were back?
             best = int(h["eval_accuracy"].idxmax())
@@ -413,15 +454,31 @@ def sd3_settings() -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
+    global RESULTS, FRESH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=["agreement", "speed", "curves", "study",
-                                            "stopping", "ceiling", "all"])
+    parser.add_argument("section", nargs="?", choices=["agreement", "speed", "curves", "study",
+                                                       "stopping", "ceiling", "all"])
     parser.add_argument("--data", nargs="*", default=["SD-2", "SD-3", "EMNIST-4v8"])
     parser.add_argument("--methods", nargs="*",
                         default=["fast", "exact", "fast1", "fast2", "self_influence", "loss",
                                  "random"])
+    parser.add_argument("--fresh", action="store_true",
+                        help="recompute every curve the sections read (ignore cached CSVs)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of the CSVs and checkpoints (default benchmarks/results)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the stopping section on 300 SD-2 rows, in a temporary folder")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(exist_ok=True)
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="bench-purify-smoke-") as tmp:
+            RESULTS, FRESH = Path(tmp), True
+            print_table(stopping(["SD-2-small"], alphas=(1e-4,)),
+                        "smoke: label-free stopping rules on 300 rows of SD-2")
+        return 0
+    if args.section is None:
+        parser.error("a section is required (or --smoke)")
+    RESULTS, FRESH = args.results, args.fresh
+    RESULTS.mkdir(parents=True, exist_ok=True)
     sections = ([args.section] if args.section != "all"
                 else ["agreement", "speed", "curves", "study", "stopping", "ceiling"])
     runs = {
