@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_dnp.py accuracy   # DnP vs oracle, global, MoE, KMeans (x-separable)
     python benchmarks/bench_dnp.py purified   # PurifiedClassifier vs the Purifier's best
     python benchmarks/bench_dnp.py all
+    python benchmarks/bench_dnp.py --smoke    # the purity statistics of two small sets, < 60 s
 
 Every experiment is a plain function returning a DataFrame; each table is cached as a CSV under
 benchmarks/results/ (``dnp-<name>.csv``, written atomically) and reused unless ``--fresh``.
@@ -125,7 +126,18 @@ def _median_v(X, y, idx, size, rng, reps=5) -> float:
                             (rng.choice(idx, size, replace=False) for _ in range(reps))]))
 
 
-def purity_evidence(seeds=SEEDS) -> pd.DataFrame:
+PURITY_CASES = (
+    [(f"pure d{d} n={n}", [n], [d]) for d in (1, 2, 3) for n in (200, 300, 400, 1000)]
+    + [("mix 700/300", [700, 300], [1, 2]), ("mix 850/150", [850, 150], [1, 2]),
+       ("mix 900/100", [900, 100], [1, 3]), ("mix 950/50", [950, 50], [1, 2]),
+       ("mix 970/30", [970, 30], [1, 2]), ("mix 380/20", [380, 20], [2, 1]),
+       ("mix 180/20", [180, 20], [3, 1]), ("mix 300/100", [300, 100], [2, 1]),
+       ("mix 100/100", [100, 100], [2, 3]), ("mix 500/250/250", [500, 250, 250], [1, 2, 3])]
+)
+SMOKE_CASES = [("pure d1 n=200", [200], [1]), ("mix 180/20", [180, 20], [3, 1])]
+
+
+def purity_evidence(seeds=SEEDS, cases=PURITY_CASES) -> pd.DataFrame:
     """The partition's purity statistics on pure and mixed SD sets, as the Partitioner uses them.
 
     self:  V of 0.8|core|-subsets of S over V of such subsets of its knee core (k = 10).
@@ -134,14 +146,6 @@ def purity_evidence(seeds=SEEDS) -> pd.DataFrame:
     default ``variance_floor``; ``*_raw`` columns are without the floor.
     """
     _quiet()
-    cases = [(f"pure d{d} n={n}", [n], [d]) for d in (1, 2, 3) for n in (200, 300, 400, 1000)]
-    cases += [
-        ("mix 700/300", [700, 300], [1, 2]), ("mix 850/150", [850, 150], [1, 2]),
-        ("mix 900/100", [900, 100], [1, 3]), ("mix 950/50", [950, 50], [1, 2]),
-        ("mix 970/30", [970, 30], [1, 2]), ("mix 380/20", [380, 20], [2, 1]),
-        ("mix 180/20", [180, 20], [3, 1]), ("mix 300/100", [300, 100], [2, 1]),
-        ("mix 100/100", [100, 100], [2, 3]), ("mix 500/250/250", [500, 250, 250], [1, 2, 3]),
-    ]
     rows = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -379,9 +383,18 @@ def purified_table() -> pd.DataFrame:
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("purity", "ari", "accuracy", "purified", "all"))
+    parser.add_argument("what", nargs="?", choices=("purity", "ari", "accuracy", "purified",
+                                                    "all"))
     parser.add_argument("--fresh", action="store_true", help="recompute cached tables")
+    parser.add_argument("--smoke", action="store_true",
+                        help="purity statistics of two small sets, one seed; writes nothing")
     args = parser.parse_args(argv)
+    if args.smoke:
+        raw = purity_evidence(seeds=(0,), cases=SMOKE_CASES)
+        print_table(purity_summary(raw), "smoke: purity statistics, one pure and one mixed set")
+        return 0
+    if args.what is None:
+        parser.error("a table is required (or --smoke)")
     todo = ("purity", "ari", "accuracy", "purified") if args.what == "all" else (args.what,)
     if "purity" in todo:
         raw = cached("purity", purity_evidence, args.fresh)

@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_variance.py --max-n 1e5  # smaller
     python benchmarks/bench_variance.py --quick      # n <= 1e4, one repetition, no naive EMNIST
     python benchmarks/bench_variance.py --profile    # also cProfile the largest SD case
+    python benchmarks/bench_variance.py --smoke      # n = 1e3 only, with the naive check
 
 Cases
 -----
@@ -160,11 +161,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="n <= 1e4, no naive EMNIST row")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions for n <= 1e4")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest SD case")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one SD-like case, n = 1e3, with the naive check; no EMNIST")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(json.loads(args.child))
         return 0
+    if args.smoke:
+        args.max_n, args.quick = 1e3, True
 
     max_n = min(args.max_n, 1e4) if args.quick else args.max_n
     sizes = [n for n in SIZES if n <= max_n]
@@ -175,8 +180,9 @@ def main(argv=None) -> int:
          "naive": n == 1_000, "profile": args.profile and n == sizes[-1]}
         for n in sizes
     ]
-    cases.append({"label": "EMNIST 4/8", "data": "emnist", "repeat": repeat,
-                  "naive": not args.quick})
+    if not args.smoke:
+        cases.append({"label": "EMNIST 4/8", "data": "emnist", "repeat": repeat,
+                      "naive": not args.quick})
 
     print(f"bench_variance: {machine_info()}")
     results = []
