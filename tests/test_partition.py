@@ -134,7 +134,11 @@ def test_single_class_pool_and_tiny_data():
     y = np.zeros(60, int)
     y[:3] = 1  # check_X_y needs two classes
     part = Partitioner(random_state=0, min_block_size=10).fit(X, y)
-    assert part.n_blocks_ >= 1
+    # one rule (a constant label) with 3 odd labels: a single block of everything, whose
+    # purification would empty the minority class before it could split anything off
+    assert part.n_blocks_ == 1 and part.block_sizes_.tolist() == [60]
+    assert part.residue_mask_.sum() == 0
+    assert part.blocks_["n_classes"].tolist() == [2]
     # fewer points than a block: everything is residue
     X, y, _ = two_rules(15, 0)
     part = Partitioner(random_state=0).fit(X, y)
