@@ -87,9 +87,12 @@ def agreement(datasets, alpha=1e-4) -> pd.DataFrame:
     for name in datasets:
         X, y, *_ = load(name)
         model = MultinomialLogit(alpha=alpha)
+        ckpt = RESULTS / f"ckpt-agree-{name}.npz"
+        if FRESH:
+            ckpt.unlink(missing_ok=True)
         # iteration 10 of an exact purification defines the second state
-        pur = Purifier(model, method="exact", k=10, max_iter=10, n_jobs=-1,
-                       checkpoint=RESULTS / f"ckpt-agree-{name}.npz", stop="none").fit(X, y)
+        pur = Purifier(model, method="exact", k=10, max_iter=10, stop="none", n_jobs=-1,
+                       checkpoint=ckpt).fit(X, y)
         states = {0: np.ones(len(y), bool)}
         keep10 = np.ones(len(y), bool)
         keep10[pur.removal_order_[:100]] = False
@@ -187,7 +190,7 @@ def speed(datasets, alpha=1e-4, repeats=3) -> pd.DataFrame:
         for label, method, n_jobs in cases[:3]:
             iters = 1 if method == "exact" else 5
             pur = Purifier(MultinomialLogit(alpha=alpha), method=method, k=10,
-                           max_iter=iters, n_jobs=n_jobs, stop="none").fit(X, y)
+                           max_iter=iters, stop="none", n_jobs=n_jobs).fit(X, y)
             whole[label] = float(np.median(pur.seconds_[1:]))
         paper = PAPER_RESULTS[name]["seconds"]
         for method, (sec, used) in timings.items():
