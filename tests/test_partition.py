@@ -17,13 +17,27 @@ from divpred.partition import (
 )
 
 
-def two_rules(n1=240, n2=80, d=3, seed=0):
-    """Shared Gaussian inputs, two opposite linear labelling rules: rows n1.. are block 1."""
+def two_rules(n1=240, n2=80, d=3, seed=0, *, rule_labels=False):
+    """Shared Gaussian inputs, two opposite linear labelling rules: rows n1.. are block 1.
+
+    With ``rule_labels`` also the (n, 2) labels every row would get under each rule.
+    """
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n1 + n2, d))
     w = rng.normal(size=d)
-    y = np.where(np.arange(n1 + n2) < n1, X @ w > 0, X @ (-w + 0.3 * rng.normal(size=d)) > 0)
-    return X, y.astype(int), (np.arange(n1 + n2) >= n1).astype(int)
+    by_rule = np.stack([X @ w > 0, X @ (-w + 0.3 * rng.normal(size=d)) > 0], axis=1)
+    y = np.where(np.arange(n1 + n2) < n1, by_rule[:, 0], by_rule[:, 1]).astype(int)
+    truth = (np.arange(n1 + n2) >= n1).astype(int)
+    return (X, y, truth, by_rule.astype(int)) if rule_labels else (X, y, truth)
+
+
+def rules_known_ari(y, truth, by_rule, sizes):
+    """ARI of the row-by-row assignment that knows the rules: each row goes to the most probable
+    block whose rule gives its label (rows both rules label alike go to the larger block). With
+    shared inputs nothing but the label tells the blocks apart, so this is the ceiling."""
+    consistent = by_rule == y[:, None]
+    prior = np.asarray(sizes, dtype=float) / np.sum(sizes)
+    return adjusted_rand_score(truth, np.argmax(consistent * prior, axis=1))
 
 
 def regions(sizes=(120, 120, 120), C=3, seed=0, separation=6.0, sample=0):
@@ -89,11 +103,13 @@ def test_partition_scores_perfect_and_with_residue():
 
 # ------------------------------------------------------------------------------ partition
 def test_two_rules_on_shared_inputs_give_two_blocks():
-    X, y, truth = two_rules()
+    X, y, truth, by_rule = two_rules(rule_labels=True)
     part = Partitioner(random_state=0).fit(X, y, true_blocks=truth)
     assert part.n_blocks_ == 2
     assert part.n_regions_ == 1  # x carries no block signal: no input split
-    assert part.scores_["ari"] > 0.6  # points on which both rules agree are ambiguous
+    # points on which both rules agree are ambiguous: the rules-known ceiling is 0.91 here;
+    # measured 0.71, a clean partition with the odd ambiguous point misplaced
+    assert part.scores_["ari"] > 0.7 * rules_known_ari(y, truth, by_rule, (240, 80))
     pb = part.scores_["per_block"]
     assert pb["true_block"].tolist() == [0, 1]
     assert (pb["precision"] > 0.85).all()
@@ -243,10 +259,12 @@ def test_random_state_none_is_stored_in_the_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------ paper data
 @pytest.mark.slow
-@pytest.mark.parametrize("name,sizes,min_ari", [("2spec", (700, 300), 0.55),
-                                                ("3spec", (700, 150, 150), 0.5)])
-def test_paper_sd_partition(name, sizes, min_ari, paper_data):
-    from divpred.data import load_sd_csv
+@pytest.mark.parametrize("name,sizes", [("2spec", (700, 300)), ("3spec", (700, 150, 150))])
+def test_paper_sd_partition(name, sizes, paper_data):
+    """ARI against the rules-known ceiling (0.75 on SD-2, 0.74 on SD-3; measured 0.62 and
+    0.56, docs/divide-and-predict.md), and well above the best baseline in that table (mixture of
+    experts with K given: 0.54 and 0.36)."""
+    from divpred.data import PAPER_FILE_DISTRIBUTIONS, load_sd_csv
 
     d = load_sd_csv(paper_data / f"synthetic_train_mix_{name}.csv")
     truth = np.repeat(np.arange(len(sizes)), sizes)
@@ -254,6 +272,8 @@ def test_paper_sd_partition(name, sizes, min_ari, paper_data):
                                                                        true_blocks=truth)
     assert part.n_regions_ == 1  # all x come from one distribution
     assert part.n_blocks_ >= 2
-    assert part.scores_["ari"] >= min_ari
+    by_rule = np.stack([PAPER_FILE_DISTRIBUTIONS[b + 1].label(d.letters)
+                        for b in range(len(sizes))], axis=1)
+    assert part.scores_["ari"] >= 0.7 * rules_known_ari(d.y, truth, by_rule, sizes)
     first = part.scores_["per_block"].iloc[0]
     assert first["true_block"] == 0 and first["precision"] > 0.85 and first["recall"] > 0.9
