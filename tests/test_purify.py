@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
-from divpred.stopping import knee_rule, relative_change_rule, validation_rule
+from divpred.stopping import choose_iteration, knee_rule, relative_change_rule, validation_rule
 
 from .conftest import make_classification
 
@@ -259,6 +259,8 @@ def test_stopping_rules_on_known_curves():
     assert knee_rule(np.array([10.0, 9.0, 7.0, 4.0, 3.5]), ratio=1 / 3) == 4
     assert relative_change_rule(v, tol=0.02) == 6
     assert relative_change_rule(v, tol=1e-4) is None
+    # relative to the previous V (the paper's |dV| / V_{t-1}): 0.95 / 10 < 0.1 < 0.95 / 9.05
+    assert relative_change_rule(np.array([10.0, 9.05]), tol=0.1) == 1
     assert validation_rule([0.5, 0.6, 0.7, 0.65, 0.6], patience=2) == 2
     assert validation_rule([0.5, 0.6, 0.7, 0.65], patience=2) is None
     assert knee_rule(np.array([1.0, 1.2, 0.5])) == 0
@@ -402,3 +404,18 @@ def test_agreement_stop_on_label_noise(seed):
         agreement = np.mean(refit.predict(X[batch]) == y[batch])
         assert h["removed_agreement"][t] == pytest.approx(agreement)
     assert np.isnan(h["removed_agreement"][0])
+
+
+def test_agreement_threshold_reaches_the_rule():
+    # random removals are mostly clean points the refit agrees with (0.6-1.0 per batch): the
+    # default threshold 0.5 fires at the first 20 pooled points, 0.9 only once a run of
+    # batches is agreed with almost entirely; the loop must stop where the rule says
+    X, y, _ = label_noise_data(0)
+    runs = {}
+    for threshold in (0.5, 0.9):
+        pur = Purifier(MultinomialLogit(alpha=1e-3), method="random", k=5, max_iter=20,
+                       stop="agreement", agreement_threshold=threshold, random_state=0).fit(X, y)
+        assert pur.best_iteration_ == choose_iteration(pur.history_, "agreement",
+                                                       threshold=threshold)
+        runs[threshold] = pur.best_iteration_
+    assert runs[0.5] == 4 < runs[0.9]
