@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from divpred import MultinomialLogit, Purifier
-from divpred.calibration import crossfit_halves, label_excess_z, label_pvalues
+from divpred.calibration import crossfit_folds, label_excess_z, label_pvalues
 from divpred.data import flip_labels, load_digits_pair, make_sd
 from divpred.stopping import calibration_fallback, calibration_rule, choose_iteration
 
@@ -42,12 +42,13 @@ def test_excess_z_is_the_binomial_z_score_of_the_tail_count():
     assert label_excess_z(u) == pytest.approx((30 - 10) / math.sqrt(9.9))
 
 
-def test_halves_are_stratified_and_reproducible():
+def test_folds_are_stratified_and_reproducible():
     y = np.repeat([0, 1, 2], [11, 20, 7])
-    half = crossfit_halves(y, 5)
+    fold = crossfit_folds(y, 5, n_folds=5)
     for c in range(3):
-        assert abs(np.sum(half[y == c] == 0) - np.sum(half[y == c] == 1)) <= 1
-    np.testing.assert_array_equal(half, crossfit_halves(y, 5))
+        sizes = np.bincount(fold[y == c], minlength=5)
+        assert sizes.max() - sizes.min() <= 1
+    np.testing.assert_array_equal(fold, crossfit_folds(y, 5, n_folds=5))
 
 
 # ----------------------------------------------------------------------------- the rule

@@ -24,7 +24,7 @@ from . import _io
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
-from .calibration import crossfit_halves, crossfit_probabilities, label_excess_z, label_pvalues
+from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z, label_pvalues
 from .models import MultinomialLogit
 from .models._softmax import _single_threaded_blas, augment
 from .scores import (
@@ -85,7 +85,7 @@ default="auto"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
         ``"auto"`` (:func:`~divpred.stopping.calibration_rule`) after every refit compares the
         held-out probabilities of the kept labels (each row predicted by the model refit on the
-        other half of the kept rows) with what labels drawn from those predictions would give
+        other four fifths of the kept rows) with what labels drawn from those predictions would give
         (:mod:`divpred.calibration`): it stops at iteration 0 when the data show no significant
         excess of improbable labels (z <= ``calibration_z``), otherwise at the first iteration
         whose excess is gone (z <= 0); if that never happens within the caps, it chooses the
@@ -106,7 +106,7 @@ default="auto"
         parameters of the rules above.
     record_calibration : bool, default=False
         Record ``label_excess_z`` in the history for any ``stop`` (always done for "auto"; it
-        costs two refits on half the kept rows per iteration).
+        costs five warm-started refits on 80% of the kept rows per iteration).
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
         parameters resumes from it and produces the identical history.
@@ -278,7 +278,7 @@ default="auto"
         min_size = self._check_sizes(n_pool)
         max_removed = math.floor(self.max_fraction * n_pool)
         self._calibrate = self.stop == "auto" or bool(self.record_calibration)
-        self._halves = crossfit_halves(y, _calibration_seed(self.random_state))
+        self._folds = crossfit_folds(y, _calibration_seed(self.random_state))
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
         state = self._load_checkpoint(fingerprint, y, X.shape[1])
@@ -376,7 +376,7 @@ default="auto"
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
         _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
-        del self._pool, self._gram, self._halves
+        del self._pool, self._gram, self._folds
         return self
 
     def _resolve_sizes(self, n: int) -> tuple[int, int]:
@@ -469,7 +469,7 @@ default="auto"
         }
         if self._calibrate:
             rec["label_excess_z"] = self._label_excess(it, model, X[keep], y[keep],
-                                                       self._halves[keep])
+                                                       self._folds[keep])
         if eval_set is not None:
             rec["eval_accuracy"] = float(model.score(*eval_set))
         if val_set is not None:
@@ -478,10 +478,10 @@ default="auto"
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
         return rec, fitted
 
-    def _label_excess(self, it, model, Xk, yk, half) -> float:
-        """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted on halves."""
+    def _label_excess(self, it, model, Xk, yk, fold) -> float:
+        """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""
         classes = np.unique(yk)
-        P = crossfit_probabilities(model, Xk, yk, half, classes)
+        P = crossfit_probabilities(model, Xk, yk, fold, classes)
         rng = np.random.default_rng([_calibration_seed(self.random_state), it])
         return label_excess_z(label_pvalues(P, np.searchsorted(classes, yk), rng))
 
@@ -603,7 +603,7 @@ def _check_count_or_fraction(value, name: str, *, upper_open: bool) -> None:
 
 
 def _calibration_seed(random_state) -> int:
-    """Seed of the cross-fitting halves and p-values: fixed unless random_state is an int."""
+    """Seed of the cross-fitting folds and p-values: fixed unless random_state is an int."""
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         return int(random_state)
     return 0
