@@ -10,7 +10,13 @@ from scipy import stats
 from divpred import MultinomialLogit, Purifier
 from divpred.calibration import crossfit_folds, label_excess_z, label_pvalues
 from divpred.data import flip_labels, load_digits_pair, make_sd
-from divpred.stopping import calibration_fallback, calibration_rule, choose_iteration
+from divpred.stopping import (
+    auto_fallback,
+    auto_rule,
+    calibration_fallback,
+    calibration_rule,
+    choose_iteration,
+)
 
 from .test_purify import _interrupting, mixed_data
 
@@ -61,8 +67,28 @@ def test_folds_are_stratified_and_reproducible():
 ])
 def test_calibration_rule_on_constructed_histories(z, expect):
     assert calibration_rule(np.array(z), detect=3.0) == expect
-    history = pd.DataFrame({"label_excess_z": z})
+
+
+# V falls by 2 per iteration, then by 0.1: the knee (slope < 1/3 of the steepest) is at 5
+LINEAR_THEN_FLAT = [10.0, 8.0, 6.0, 4.0, 2.0, 1.9, 1.8, 1.7]
+
+
+@pytest.mark.parametrize("z, expect", [
+    ([6.0, 4.0, -1.0, -2.0, -3.0, -3.0, -3.0, -3.0], 5),  # excess gone at 2, V still falling
+    ([6.0, 4.0, 1.0, 0.5, 0.2, 0.1, -0.5, -1.0], 6),  # V flat at 5, excess gone only at 6
+    ([2.0, 4.0, 1.0, 0.5, 0.2, 0.1, -0.5, -1.0], 0),  # nothing significant: no removal
+    ([6.0, 4.0, 1.0, 0.5, 0.2, 0.1, 0.5, 1.0], None),  # the excess never went
+])
+def test_auto_rule_is_the_later_of_calibration_and_knee(z, expect):
+    history = pd.DataFrame({"label_excess_z": z, "variance": LINEAR_THEN_FLAT})
     assert choose_iteration(history, "auto", detect=3.0) == expect
+    assert auto_rule(np.array(z), np.array(LINEAR_THEN_FLAT)) == expect
+    assert auto_rule(np.array(z[:4]), np.array(LINEAR_THEN_FLAT[:4])) in (None, 0)  # pending
+
+
+def test_auto_fallback_without_a_knee():
+    assert auto_fallback(np.array([6.0, 4.0, -1.0, 2.0])) == 2
+    assert auto_fallback(np.array([6.0, 4.0, 1.0, 2.0])) == 2  # the smallest excess
 
 
 def test_fallback_takes_the_smallest_excess_after_iteration_0():
@@ -168,6 +194,7 @@ def test_auto_run_resumes_to_the_identical_history(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(resumed.history_, reference.history_)
     auto = Purifier(MultinomialLogit(alpha=1e-3), k=5, random_state=4).fit(X, y)
     # the same statistic decides the auto run: it stops where the rule says on the full curve
-    expect = calibration_rule(reference.history_["label_excess_z"].to_numpy())
+    expect = auto_rule(reference.history_["label_excess_z"].to_numpy(),
+                       reference.history_["variance"].to_numpy())
     if expect is not None and expect <= reference.stop_iteration_:
         assert auto.best_iteration_ == expect

@@ -34,7 +34,7 @@ from .scores import (
     effective_n_jobs,
     scores_from_state,
 )
-from .stopping import STOP_RULES, calibration_fallback, choose_iteration
+from .stopping import STOP_RULES, auto_fallback, calibration_rule, choose_iteration, knee_rule
 
 __all__ = ["Purifier"]
 
@@ -83,14 +83,15 @@ class Purifier(BaseEstimator):
     stop : {"auto", "none", "relative", "knee", "separable", "validation", "agreement"}, \
 default="auto"
         Rule that picks ``best_iteration_`` (and stops the loop once it has triggered):
-        ``"auto"`` (:func:`~divpred.stopping.calibration_rule`) after every refit compares the
+        ``"auto"`` (:func:`~divpred.stopping.auto_rule`) after every refit compares the
         held-out probabilities of the kept labels (each row predicted by the model refit on the
-        other four fifths of the kept rows) with what labels drawn from those predictions would give
-        (:mod:`divpred.calibration`): it stops at iteration 0 when the data show no significant
-        excess of improbable labels (z <= ``calibration_z``), otherwise at the first iteration
-        whose excess is gone (z <= 0); if that never happens within the caps, it chooses the
-        iteration with the smallest excess. It serves label noise, mixtures of labelling rules
-        and clean data alike (``docs/purification.md``, section 7);
+        other four fifths of the kept rows) with what labels drawn from those predictions would
+        give (:mod:`divpred.calibration`): it stops at iteration 0 when the data show no
+        significant excess of improbable labels (z <= ``calibration_z``); otherwise at the
+        later of the first iteration whose excess is gone (z <= 0) and the knee of V (as
+        ``"knee"``); if the caps come first, at the first iteration without excess, else the
+        one with the smallest. It serves label noise, mixtures of labelling rules and clean
+        data alike (``docs/purification.md``, section 7);
         ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
         falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
         iteration at which the model fits every kept training label; ``"validation"`` the
@@ -366,7 +367,7 @@ default="auto"
         self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
         chosen = self._stopped(records)
         if chosen is None and self.stop == "auto":
-            chosen = calibration_fallback(self.history_["label_excess_z"].to_numpy())
+            chosen = auto_fallback(self.history_["label_excess_z"].to_numpy())
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
         self.stopped_by_ = stopped_by
         self.stop_reason_ = self._stop_reason(stopped_by, min_size)
@@ -415,13 +416,18 @@ default="auto"
                 return (f"the auto rule chose iteration 0: the data show no significant excess of "
                         f"improbable labels (z = {z[0]:.2f} <= calibration_z="
                         f"{self.calibration_z:g})")
+            calibrated = calibration_rule(z, self.calibration_z)
+            knee = knee_rule(self.history_["variance"].to_numpy(), self.knee_ratio)
+            chose = "the knee" if knee == best and knee != calibrated else "the calibration test"
             return (f"the auto rule fired at iteration {last}: the kept labels are no more "
-                    f"improbable than the model's held-out predictions allow (z = {z[last]:.2f} "
-                    f"<= 0; z = {z[0]:.2f} before any removal)")
+                    f"improbable than the model's held-out predictions allow from iteration "
+                    f"{calibrated} on (z = {z[calibrated]:.2f} <= 0; z = {z[0]:.2f} before any "
+                    f"removal) and the descent of V flattened at iteration {knee} (knee_ratio="
+                    f"{self.knee_ratio:.3g}); {chose} chose iteration {best}")
         if self.stop == "auto" and stopped_by in ("max_iter", "max_fraction", "min_size",
                                                   "single_class"):
-            pending = (f"; the auto rule had not fired, so it chose iteration {best}, the "
-                       "smallest excess of improbable labels")
+            pending = (f"; the auto rule had not fired, so it chose iteration {best} (the first "
+                       "without an excess of improbable labels, else the smallest excess)")
         if stopped_by == self.stop != "none":
             criterion = _RULE_CRITERIA.get(self.stop)
             text = f"the {self.stop} rule fired at iteration {last}"
