@@ -315,12 +315,15 @@ DEFAULT_COLUMNS = [
 def timing_row(n: int = TIMING_N) -> dict:
     """Purifier() on an n-row SD-K two-rule mixture (70/30), as a user would run it."""
     data = build_sd(n, 0, n_rules=2, minor=0.3)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     pur = Purifier().fit(data.X, data.y)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     removed = ~pur.keep_mask_
     return {"case": f"sdk-mix2-70-30-n{n}", "n": n, "seconds": seconds,
-            "limit_seconds": TIMING_LIMIT, "within_limit": seconds < TIMING_LIMIT,
+            # CPU time of this one-thread process: what the run costs when the machine is shared
+            "cpu_seconds": cpu, "limit_seconds": TIMING_LIMIT,
+            "within_limit": "yes" if seconds < TIMING_LIMIT else "no",
+            "stopped_by": str(getattr(pur, "stopped_by_", "-")),
             "acc": float(pur.model_.score(data.X_test, data.y_test)),
             "removed": float(removed.mean()), **contamination_scores(removed, data.mask),
             "iterations": int(pur.stop_iteration_)}
