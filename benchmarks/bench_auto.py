@@ -32,7 +32,8 @@ Everything runs single-threaded (BLAS limited to one thread through threadpoolct
 OMP/OPENBLAS/MKL environment variables; cleanlab with ``n_jobs=1``); times are measured side by
 side in one run. Curves, cleanlab results and finished defaults rows are cached in
 ``benchmarks/results/auto-cache/`` (git-ignored; a killed run resumes, a fresh clone recomputes
-everything); ``--refresh`` recomputes them. The tables go to ``benchmarks/results/auto_*.csv``.
+everything); ``--refresh`` recomputes them. The tables go to ``benchmarks/results/auto_*.csv``
+(``auto_*_subset.csv`` for a run on part of the suite).
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class Config:
     method: str = "fast"
     refresh: bool = False
     calibration: bool = False  # record label_excess_z (the column stop="auto" reads)
+    suffix: str = ""  # of the CSV names
+
+    def csv(self, name: str) -> Path:
+        return self.out / f"auto_{name}{self.suffix}.csv"
 
     def curve_k_fraction(self, case: Case) -> float:
         return case.curve_k_fraction or self.k_fraction
@@ -349,9 +354,9 @@ def run_rules(cases, cfg: Config, specs: str) -> None:
     if rules:
         print("\n## stopping rules on the reference curves (acc, % removed, contamination F1)\n")
         print_rules(table, [label for label, _ in rules])
-        write_csv(cfg.out / "auto_rules.csv", table)
-    write_csv(cfg.out / "auto_curves.csv", summaries)
-    write_csv(cfg.out / "auto_curve_points.csv", points)
+        write_csv(cfg.csv("rules"), table)
+    write_csv(cfg.csv("curves"), summaries)
+    write_csv(cfg.csv("curve_points"), points)
 
 
 def run_defaults(cases, cfg: Config) -> None:
@@ -368,14 +373,14 @@ def run_defaults(cases, cfg: Config) -> None:
     print()
     for line in target_lines(table, "defaults") + paper_lines(table, PAPER_FULL, "defaults"):
         print(line)
-    write_csv(cfg.out / "auto_defaults.csv", table)
+    write_csv(cfg.csv("defaults"), table)
 
 
 def run_timing(cfg: Config, n: int) -> None:
     row = timing_row(n)
     print("\n## timing: Purifier() defaults on a large SD-K set, one thread\n")
     print(format_table([row], [(k, k) for k in row]))
-    write_csv(cfg.out / "auto_timing.csv", pd.DataFrame([row]))
+    write_csv(cfg.csv("timing" if n == TIMING_N else f"timing_n{n}"), pd.DataFrame([row]))
 
 
 def main(argv=None) -> int:
@@ -398,18 +403,21 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="3 small cases, rules and defaults, into a temporary folder")
     args = parser.parse_args(argv)
+    calibration = args.calibration or any(
+        r.partition(":")[0] == "auto" for r in args.rules.split(","))
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
-            cfg = Config(cache=Path(tmp), out=Path(tmp), k_fraction=0.05, max_removed=0.4)
+            cfg = Config(cache=Path(tmp), out=Path(tmp), k_fraction=0.05, max_removed=0.4,
+                         calibration=calibration)
             cases = SMOKE_CASES
             sections = ["rules", "defaults"]
         else:
+            cases = select(CASES, [p for p in args.only.split(",") if p])
             cfg = Config(cache=RESULTS / CACHE_NAME, out=RESULTS, k_fraction=args.k_fraction,
                          max_removed=args.max_removed, alpha=args.alpha, method=args.method,
-                         refresh=args.refresh,
-                         calibration=args.calibration or any(
-                             r.partition(":")[0] == "auto" for r in args.rules.split(",")))
-            cases = select(CASES, [p for p in args.only.split(",") if p])
+                         refresh=args.refresh, calibration=calibration,
+                         # a subset must not overwrite the tables of the whole suite
+                         suffix="" if len(cases) == len(CASES) else "_subset")
             sections = ({"all": ["rules", "defaults", "timing"], "curves": ["rules"]}
                         .get(args.section, [args.section]))
         cfg.cache.mkdir(parents=True, exist_ok=True)
