@@ -132,7 +132,7 @@ def line_with_color(fig, color):
 def test_outputs_match_api_with_test_set(data, tmp_path, capsys, figures):
     (train, test), (X, y), (Xt, yt) = data
     out = tmp_path / "out"
-    code, stdout, err = run_cli(capsys, *purify_args(train, out, "--test", test))
+    code, stdout, err = run_cli(capsys, *purify_args(train, out, "--test", test, "--progress"))
     assert code == 0, err
     pur = api_fit(X, y, eval_set=(Xt, yt))
     assert pur.removal_order_.size == 5 * K
@@ -151,10 +151,11 @@ def test_outputs_match_api_with_test_set(data, tmp_path, capsys, figures):
     # purification lowers V on this mixture
     assert history["variance"].iloc[-1] < 0.5 * history["variance"][0]
 
-    # table on stdout, progress bar on stderr
-    assert f"best iteration: {pur.best_iteration_}" in stdout
+    # table on stdout, the labelled progress bar (asked for: stderr is no terminal) on stderr
+    assert f"kept iteration {pur.best_iteration_}: " in stdout
+    assert f"stopped: {pur.stop_reason_}\n" in stdout
     assert "test_accuracy" in stdout
-    assert "purify" in err and "%" in err
+    assert "purify: iterations" in err and "%" in err
     assert not list(out.glob(".*.tmp"))
 
     # PNG: valid file, with the blue V line and the orange accuracy line
@@ -178,6 +179,7 @@ def test_outputs_without_test_set(data, tmp_path, capsys, figures):
     out = tmp_path / "out"
     code, stdout, err = run_cli(capsys, *purify_args(train, out, iterations=3))
     assert code == 0, err  # used to fail in the plot: no accuracy column without --test
+    assert err == ""  # stderr is not a terminal and --progress was not given: no bar
     pur = api_fit(X, y, iterations=3)
     history = check_outputs_match(out, pur)
     assert (out / "purification.png").read_bytes()[:8] == PNG_MAGIC

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from divpred import MultinomialLogit, cli, influence_moments, influence_variance
+from divpred.commands import variance as variance_command
 
 from .conftest import assert_one_line_error
 
@@ -97,7 +98,7 @@ def test_npz_uint8_images(capsys, tmp_path):
 
 
 def test_high_moments_skipped_above_threshold(capsys, letters_csv, monkeypatch):
-    monkeypatch.setattr(cli, "HIGH_MOMENTS_MAX_N", 50)
+    monkeypatch.setattr(variance_command, "HIGH_MOMENTS_MAX_N", 50)
     code, out, err = run_cli(capsys, "variance", letters_csv, "--label", "cls", "--json")
     assert code == 0, err
     result = json.loads(out)
@@ -166,12 +167,10 @@ def test_usage_errors_exit_2(capsys, letters_csv):
 
 
 def test_interrupt_and_warnings(capsys, letters_csv, monkeypatch):
-    variance = cli._BUILTIN_COMMANDS["variance"]
-
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(variance, "run", interrupted)
+    monkeypatch.setattr(variance_command, "run", interrupted)
     code, out, err = run_cli(capsys, "variance", letters_csv)
     assert code == 130 and err.strip() == "divpred: error: interrupted"
 
@@ -179,7 +178,7 @@ def test_interrupt_and_warnings(capsys, letters_csv, monkeypatch):
         warnings.warn("first line\n  second line", UserWarning, stacklevel=1)
         return 0
 
-    monkeypatch.setattr(variance, "run", warns)
+    monkeypatch.setattr(variance_command, "run", warns)
     code, out, err = run_cli(capsys, "variance", letters_csv)
     assert code == 0 and err.strip() == "divpred: warning: first line second line (UserWarning)"
     for argv in (["-q", "variance", letters_csv], ["variance", letters_csv, "--quiet"]):

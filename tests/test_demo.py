@@ -105,6 +105,27 @@ def test_demo_prints_a_table_per_data_set(demo_run):
             row["truly contaminated"], row["contaminated"]]
 
 
+def test_demo_text_follows_the_history(demo_run):
+    """The stop sentence is the agreement rule applied to the written history, fired or not."""
+    from divpred.stopping import choose_iteration
+
+    out, text, _ = demo_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    blocks = text.split("\n\n")
+    for key, block in zip(("sd2", "digits48"), blocks, strict=False):
+        history = pd.read_csv(out / f"{key}_history.csv")
+        fired = choose_iteration(history, "agreement")
+        last = int(history["iteration"].iloc[-1])
+        if fired is None:
+            sentence = (f"the agreement rule did not fire within the {last} iterations computed, "
+                        "so the last one is kept")
+        else:
+            sentence = f"the agreement rule fired at iteration {fired}"
+        assert sentence in block
+        assert sentence in html
+    assert "stopped by the agreement rule" not in text + html
+
+
 def test_demo_json(tmp_path, capsys):
     out = tmp_path / "d"
     assert demo.run(_parse(["--quiet", "demo", "--quick", "--out", str(out), "--json"])) == 0

@@ -1,117 +1,70 @@
 """divpred: Divide and Predict (Huang, Mortveit, Reidys, arXiv 2603.08649).
 
-The public API. Core names are imported eagerly; the paper's shipped data
-(``divpred.load_paper("sd2")``, ``divpred.load_paper_results("fig6")``), plotting, reports,
-experiments, the Divide-and-Predict estimators, baselines and the optional Dask/PyTorch
-backends are imported on first use (``divpred.plot_purification`` loads matplotlib only then;
+The public API. Every name is imported on first use, so that ``import divpred`` (and with it
+``divpred --help``) does not load numpy, pandas, scikit-learn or matplotlib; ``from divpred
+import Purifier`` works as usual. The paper's data ship inside the package
+(``divpred.load_paper("sd2")``, ``divpred.load_paper_results("fig6")``).
 ``divpred.DaskPurifier`` needs ``pip install 'divpred[dask]'``, ``divpred.TorchInfluenceModel``
-``'divpred[torch]'``).
+``'divpred[torch]'``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .data import (
-    PAPER_DISTRIBUTIONS,
-    PAPER_FILE_DISTRIBUTIONS,
-    Dataset,
-    SDData,
-    SDDistribution,
-    TabularEncoder,
-    flip_labels,
-    load_csv,
-    load_dataset,
-    load_digits_all,
-    load_digits_pair,
-    load_idx,
-    load_npz,
-    load_paper_emnist,
-    load_sd_csv,
-    make_sd,
-    random_sd_distribution,
-)
-from .influence import (
-    InfluenceSummary,
-    influence_kurtosis,
-    influence_matrix,
-    influence_moments,
-    influence_summary,
-    influence_variance,
-    self_influence,
-)
-from .models import MultinomialLogit
-from .purify import Purifier
-from .scores import DELTA_METHODS, delta_scores
-from .stopping import STOP_RULES, choose_iteration
-
 __version__ = "0.1.0"
 
-# name -> module (relative to this package) that defines it, imported on first access
-_LAZY = {
-    "plot_purification": "plots",
-    "plot_sweep": "plots",
-    "plot_surface": "plots",
-    "write_html_report": "report",
-    "ReportSection": "report",
-    "load_paper": "datasets",
-    "load_paper_results": "datasets",
-    "paper_data_dir": "datasets",
-    "PaperData": "datasets",
-    "PAPER_DATASETS": "datasets",
-    "figure3": "experiments",
-    "figure4": "experiments",
-    "figure5": "experiments",
-    "figure6": "experiments",
-    "figure7": "experiments",
-    "figure8": "experiments",
-    "partition": "partition",
-    "Partitioner": "partition",
-    "PartitionResult": "partition",
-    "PurifiedClassifier": "estimators",
-    "DivideAndPredictClassifier": "estimators",
-    "LatentClassEM": "baselines",
-    "MixtureOfExperts": "baselines",
-    "DaskPurifier": "backends",
-    "TorchInfluenceModel": "backends",
-    "purify_torch": "backends",
+_SUBMODULE_NAMES = {
+    "_choices": ("DELTA_METHODS", "STOP_RULES"),
+    "data": (
+        "PAPER_DISTRIBUTIONS",
+        "PAPER_FILE_DISTRIBUTIONS",
+        "Dataset",
+        "SDData",
+        "SDDistribution",
+        "TabularEncoder",
+        "flip_labels",
+        "load_csv",
+        "load_dataset",
+        "load_digits_all",
+        "load_digits_pair",
+        "load_idx",
+        "load_npz",
+        "load_paper_emnist",
+        "load_sd_csv",
+        "make_sd",
+        "random_sd_distribution",
+    ),
+    "influence": (
+        "InfluenceSummary",
+        "influence_kurtosis",
+        "influence_matrix",
+        "influence_moments",
+        "influence_summary",
+        "influence_variance",
+        "self_influence",
+    ),
+    "models": ("MultinomialLogit",),
+    "purify": ("Purifier",),
+    "scores": ("delta_scores",),
+    "stopping": ("choose_iteration",),
+    "plots": ("plot_purification", "plot_sweep", "plot_surface"),
+    "report": ("write_html_report", "ReportSection"),
+    "datasets": ("load_paper", "load_paper_results", "paper_data_dir", "PaperData",
+                 "PAPER_DATASETS"),
+    "purification_report": ("write_purification_report",),
+    "experiments": ("figure3", "figure4", "figure5", "figure6", "figure7", "figure8"),
+    "partition": ("partition", "Partitioner", "PartitionResult"),
+    "estimators": ("PurifiedClassifier", "DivideAndPredictClassifier"),
+    "baselines": ("LatentClassEM", "MixtureOfExperts"),
+    "backends": ("DaskPurifier", "TorchInfluenceModel", "purify_torch"),
 }
+# name -> module (relative to this package) that defines it, imported on first access
+_LAZY = {name: module for module, names in _SUBMODULE_NAMES.items() for name in names}
 # Resolvable by name, but not part of ``from divpred import *``: they need optional packages.
 _OPTIONAL = ("DaskPurifier", "TorchInfluenceModel", "purify_torch")
 
-__all__ = [
-    "DELTA_METHODS",
-    "PAPER_DISTRIBUTIONS",
-    "PAPER_FILE_DISTRIBUTIONS",
-    "STOP_RULES",
-    "Dataset",
-    "InfluenceSummary",
-    "MultinomialLogit",
-    "Purifier",
-    "SDData",
-    "SDDistribution",
-    "TabularEncoder",
-    "choose_iteration",
-    "delta_scores",
-    "flip_labels",
-    "influence_kurtosis",
-    "influence_matrix",
-    "influence_moments",
-    "influence_summary",
-    "influence_variance",
-    "load_csv",
-    "load_dataset",
-    "load_digits_all",
-    "load_digits_pair",
-    "load_idx",
-    "load_npz",
-    "load_paper_emnist",
-    "load_sd_csv",
-    "make_sd",
-    "random_sd_distribution",
-    "self_influence",
-    *(name for name in _LAZY if name not in _OPTIONAL),
-]
+__all__ = sorted(name for name in _LAZY if name not in _OPTIONAL)
 
 
 def __getattr__(name: str):

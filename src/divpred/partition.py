@@ -843,7 +843,8 @@ class _Run:
             self.base, method=est.method, k=est.k, max_iter=max_iter, stop="none",
             checkpoint=path, random_state=int(np.random.default_rng(
                 [self.seed, *step, depth, 1]).integers(2**31 - 1)),
-            progress=est.progress,
+            progress=est.progress and f"partition block {step[1] + 1} (region {step[0]}, "
+            f"test {depth + 1}): iterations",
         )
 
 

@@ -113,8 +113,9 @@ default="auto"
         parameters resumes from it and produces the identical history.
     random_state : int or None
         Seeds the validation split and ``method="random"``.
-    progress : bool, default=False
-        Show a progress bar (tqdm) on stderr.
+    progress : bool or str, default=False
+        Show a progress bar (tqdm) on stderr; a string is its label (default label
+        "purify: iterations").
     n_jobs : int or None, default=None
         Workers for the exact scores (see :func:`~divpred.delta_scores`); the history does not
         depend on it.
@@ -173,7 +174,7 @@ default="auto"
         record_calibration: bool = False,
         checkpoint=None,
         random_state=None,
-        progress: bool = False,
+        progress: bool | str = False,
         n_jobs: int | None = None,
     ):
         self.model = model
@@ -633,4 +634,5 @@ def _progress(enabled, total, initial):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="purify", unit="it", leave=False)
+    label = enabled if isinstance(enabled, str) else "purify: iterations"
+    return tqdm(total=total, initial=initial, desc=label, unit="it", leave=False)

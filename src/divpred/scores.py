@@ -57,6 +57,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_random_state
 
+from ._choices import DELTA_METHODS
 from ._fast2 import fast2_fixed_and_shift
 from ._rowpass import dprime_gram, score_row_stats
 from ._state import FittedState, pair_removal_delta
@@ -64,16 +65,6 @@ from .models._softmax import _single_threaded_blas, hessian_shift_coefficients, 
 
 __all__ = ["DELTA_METHODS", "delta_scores"]
 
-DELTA_METHODS = (
-    "exact",
-    "refit",
-    "fast",
-    "fast1",
-    "fast2",
-    "self_influence",
-    "loss",
-    "random",
-)
 FAST_METHODS = ("fast", "fast1", "fast2")
 FAST1_MIN_RATIO = 5.0
 FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-STOP_RULES = ("auto", "none", "relative", "knee", "separable", "validation", "agreement")
+from ._choices import STOP_RULES
 
 
 def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:

@@ -24,19 +24,8 @@ import json
 import sys
 import time
 
-import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
-
-from .. import _io
-from ..data import PAPER_FILE_DISTRIBUTIONS, flip_labels, load_digits_pair, make_sd
-from ..experiments._common import single_threaded_blas
-from ..influence import influence_variance
-from ..models import MultinomialLogit
-from ..plots import plot_purification, save_plot
-from ..purify import Purifier
-from ..report import ReportSection, write_html_report
-from ..stopping import choose_iteration
+# numpy, pandas, scikit-learn and matplotlib are imported inside the functions: 'divpred --help'
+# imports this module and must start fast.
 
 __all__ = ["add_parser", "run", "run_demo"]
 
@@ -62,20 +51,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "demo",
         help="purify two contaminated data sets end to end and write an HTML report",
         description=(
-            "Measure V[X] on two contaminated data sets (synthetic SD-2 and digits 4/8 with 30%% "
+            "Measure V[X] on two contaminated data sets (synthetic SD-2 and digits 4/8 with 30% "
             "flipped labels, both built in), purify them with the label-free agreement rule, "
             "retrain and compare test accuracy before, after and with oracle-clean data. Writes "
             "report.html, plots and CSV tables."
         ),
     )
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
-    p.add_argument("--quick", action="store_true", help="fewer purification iterations")
+    p.add_argument("--out", default=DEFAULT_OUT, help="output folder")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer purification iterations (25 instead of 40)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.set_defaults(func=run)
     return p
 
 
 def _datasets(seed: int):
+    from sklearn.model_selection import train_test_split
+
+    from ..data import PAPER_FILE_DISTRIBUTIONS, flip_labels, load_digits_pair, make_sd
+
     d1, d2 = PAPER_FILE_DISTRIBUTIONS[1], PAPER_FILE_DISTRIBUTIONS[2]
     train = make_sd((700, 300), (d1, d2), random_state=seed)
     test = make_sd(1000, d1, random_state=seed + 1)
@@ -115,6 +109,13 @@ def _datasets(seed: int):
 
 
 def _purify(ds: dict, quick: bool, progress: bool) -> dict:
+    import numpy as np
+
+    from ..influence import influence_variance
+    from ..models import MultinomialLogit
+    from ..purify import Purifier
+    from ..stopping import choose_iteration
+
     t0 = time.perf_counter()
     X, y, mask = ds["X"], ds["y"], ds["contamination"]
     X_test, y_test, k = ds["X_test"], ds["y_test"], ds["k"]
@@ -127,13 +128,19 @@ def _purify(ds: dict, quick: bool, progress: bool) -> dict:
 
     max_iter = min(25 if quick else 40, int(X.shape[0] * 2 / 3) // k)
     purifier = Purifier(model, method="fast", k=k, max_iter=max_iter, stop="none",
-                        random_state=SEED, progress=progress)
+                        random_state=SEED,
+                        progress=progress and f"demo {ds['key']}: purify iterations")
     purifier.fit(X, y, eval_set=(X_test, y_test), contamination=mask)
     history = purifier.history_
     chosen = choose_iteration(history, STOP_RULE)
     rule_triggered = chosen is not None
+    last = int(history["iteration"].iloc[-1])
     if chosen is None:
-        chosen = int(history["iteration"].iloc[-1])
+        chosen = last
+        stop_text = (f"the {STOP_RULE} rule did not fire within the {last} iterations computed, "
+                     "so the last one is kept")
+    else:
+        stop_text = f"the {STOP_RULE} rule fired at iteration {chosen}"
     removed = purifier.removal_order_[: chosen * k]
     keep = np.ones(X.shape[0], dtype=bool)
     keep[removed] = False
@@ -154,6 +161,7 @@ def _purify(ds: dict, quick: bool, progress: bool) -> dict:
         "stop_iteration": int(chosen),
         "stop_rule": STOP_RULE,
         "stop_rule_triggered": bool(rule_triggered),
+        "stop_text": stop_text,
         "k": int(k),
         "removed": int(removed.size),
         "removed_contaminated": int(mask[removed].sum()),
@@ -175,7 +183,9 @@ def _rule_hurt(r: dict) -> bool:
     return r["acc_after"] < r["acc_before"] - 0.005
 
 
-def _summary_frame(results: list[dict]) -> pd.DataFrame:
+def _summary_frame(results: list[dict]):
+    import pandas as pd
+
     return pd.DataFrame(
         [
             {
@@ -204,9 +214,8 @@ def _text_table(r: dict) -> str:
         f"  {'V[X]':<16}{r['V_before']:>10.4g}{r['V_after']:>10.4g}{'-':>10}",
         f"  {'test accuracy':<16}{r['acc_before']:>10.3f}{r['acc_after']:>10.3f}"
         f"{r['acc_oracle']:>10.3f}",
-        f"  removed {r['removed']} points ({r['stop_rule']} rule, iteration "
-        f"{r['stop_iteration']}, {r['k']} per iteration); {r['removed_contaminated']} of them "
-        f"truly contaminated (of {r['n_contaminated']})",
+        f"  removed {r['removed']} points ({r['k']} per iteration): {r['stop_text']}",
+        f"  {r['removed_contaminated']} of them truly contaminated (of {r['n_contaminated']})",
         f"  [hindsight, uses test labels: best accuracy on the path "
         f"{r['hindsight_best_accuracy']:.3f} at iteration {r['hindsight_best_iteration']}]",
     ]
@@ -217,6 +226,11 @@ def _text_table(r: dict) -> str:
 
 def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
     """Run the demo into folder ``out``; returns the results (see module docstring)."""
+    from .. import _io
+    from ..experiments._common import single_threaded_blas
+    from ..plots import plot_purification, save_plot
+    from ..report import ReportSection, write_html_report
+
     t0 = time.perf_counter()
     out = _io.check_output_dir(out)
     results, sections, files = [], [], {}
@@ -246,9 +260,8 @@ def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
                     heading=r["name"],
                     paragraphs=[
                         r["description"] + ".",
-                        f"Purification removed {r['removed']} points ({r['k']} per iteration, "
-                        f"stopped by the {r['stop_rule']} rule at iteration "
-                        f"{r['stop_iteration']}); {r['removed_contaminated']} of them were truly "
+                        f"Purification removed {r['removed']} points ({r['k']} per iteration; "
+                        f"{r['stop_text']}); {r['removed_contaminated']} of them were truly "
                         f"contaminated (of {r['n_contaminated']}). Test accuracy "
                         f"{r['acc_before']:.3f} before, {r['acc_after']:.3f} after, "
                         f"{r['acc_oracle']:.3f} for the oracle trained on the clean rows only.",
@@ -282,7 +295,9 @@ def run_demo(out, *, quick: bool = False, progress: bool = False) -> dict:
     }
 
 
-def _dataset_frame(r: dict) -> pd.DataFrame:
+def _dataset_frame(r: dict):
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "": ["V[X]", "test accuracy"],
@@ -295,12 +310,16 @@ def _dataset_frame(r: dict) -> pd.DataFrame:
 
 def run(args) -> int:
     """Run ``divpred demo``; returns the exit code. Errors raise ValueError."""
-    quiet = bool(getattr(args, "quiet", False))
+    from .. import _io
+
+    args.on_interrupt = ("the demo keeps no checkpoint (it takes about 10 s): run it again to "
+                         "start over")
     res = run_demo(
         getattr(args, "out", None) or DEFAULT_OUT,
         quick=bool(getattr(args, "quick", False)),
-        progress=not quiet,
+        progress=bool(getattr(args, "progress", False)),
     )
+    args.on_interrupt = None
     if getattr(args, "json", False):
         json.dump(res, sys.stdout, indent=2, default=_io._json_default)
         sys.stdout.write("\n")

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from .._choices import MODEL_KINDS, STOP_RULES
 
-from .. import _io
-from .._model_file import KIND_CLASSES, json_label, load_model, save_model
+# numpy, pandas and the model-file code are imported inside the functions: 'divpred --help'
+# imports this module and must start fast.
 
-KINDS = tuple(KIND_CLASSES)
-__all__ = ["KINDS", "add_parser", "load_model", "run", "save_model"]
+KINDS = MODEL_KINDS
+__all__ = ["KINDS", "add_parser", "run"]  # and load_model, save_model (see __getattr__)
+
+
+def __getattr__(name: str):
+    if name in ("load_model", "save_model"):  # re-exported from divpred._model_file on first use
+        from .. import _model_file
+
+        return getattr(_model_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -37,14 +45,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     fit.add_argument("data", help="training data: CSV (with --label) or NPZ")
     fit.add_argument("--label", metavar="COL", help="label column of a CSV file")
     fit.add_argument("--model", required=True, metavar="FILE", help="model file to write")
-    fit.add_argument("--kind", choices=KINDS, default="purified")
+    fit.add_argument("--kind", choices=KINDS, default="purified", help="classifier to fit")
     fit.add_argument("--routing", choices=("hard", "soft"), default="hard",
                      help="routing of --kind dnp")
-    fit.add_argument("--stop", choices=("auto", "knee", "relative", "validation", "agreement",
-                                        "none"),
-                     default="auto", help="stopping rule of --kind purified")
+    fit.add_argument("--stop", choices=STOP_RULES, default="auto",
+                     help="stopping rule of --kind purified")
     fit.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the models")
-    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--random-state", type=int, default=0, metavar="N", help="random seed")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     _quiet_flag(fit)
     fit.set_defaults(run=run, _divpred_run=run, _model_io="fit")
@@ -100,6 +107,9 @@ def _make_estimator(args):
 
 
 def run_fit(args) -> int:
+    import numpy as np
+
+    from .._model_file import save_model
     from ..data.loaders import load_dataset
 
     quiet = getattr(args, "quiet", False)
@@ -118,9 +128,10 @@ def run_fit(args) -> int:
         "train_accuracy": float(est.score(data.X, data.y)),
     }
     if args.kind == "purified":
+        pur = est.purifier_
         summary.update(removed=int(est.n_removed_), fallback=est.fallback_,
-                       best_iteration=(None if est.purifier_ is None
-                                       else int(est.purifier_.best_iteration_)))
+                       best_iteration=None if pur is None else int(pur.best_iteration_),
+                       stopped=None if pur is None else pur.stop_reason_)
     else:
         summary.update(
             n_blocks=int(est.n_blocks_), block_sizes=est.block_sizes_.tolist(),
@@ -138,6 +149,8 @@ def run_fit(args) -> int:
 
 
 def _check_output_file(path, option: str) -> None:
+    from .. import _io
+
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{option} {target} is a folder; give a file name")
@@ -146,12 +159,14 @@ def _check_output_file(path, option: str) -> None:
 
 def _finite(v):
     v = float(v)
-    return v if np.isfinite(v) else None
+    return v if math.isfinite(v) else None
 
 
 # ----------------------------------------------------------------------------- predict
 def _load_features(path, header, encoder):
     """Features (and labels, if present) of a prediction file, encoded like the training data."""
+    import pandas as pd
+
     from ..data.loaders import load_csv, load_dataset
 
     label = header.get("label")
@@ -176,6 +191,11 @@ def _load_features(path, header, encoder):
 
 def _label_mismatch(y, classes) -> str | None:
     """Why the labels cannot be compared with the model's classes, or None if they can."""
+    import numpy as np
+    import pandas as pd
+
+    from .._model_file import json_label
+
     known = np.isin(y, classes)
     if np.any(known):
         return None
@@ -191,6 +211,12 @@ def _label_mismatch(y, classes) -> str | None:
 
 
 def run_predict(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .. import _io
+    from .._model_file import load_model
+
     if args.out:
         _check_output_file(args.out, "--out")  # before any work
     header, content = load_model(args.model)

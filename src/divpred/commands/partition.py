@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
-import numpy as np
-import pandas as pd
-
-from .. import _io
+from ._common import resume_hint
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,18 +27,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a set is pure when its V is at most this many times the reference V")
     p.add_argument("--min-block-size", type=int, default=None,
                    help="smallest block (default max(2k, 5%% of the rows))")
-    p.add_argument("--max-blocks", type=int, default=10)
+    p.add_argument("--max-blocks", type=int, default=10, help="most blocks to look for")
     p.add_argument("--no-input-split", action="store_true",
                    help="do not split by input regions first")
     p.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the model")
-    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder: resume from it")
-    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="checkpoint folder: resume from it (default: none)")
+    p.add_argument("--random-state", type=int, default=0, metavar="N", help="random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .. import _io
     from ..data.loaders import load_dataset
     from ..models import MultinomialLogit
     from ..partition import Partitioner
@@ -54,9 +57,11 @@ def run(args) -> int:
         MultinomialLogit(alpha=args.alpha), k=args.k, purity_ratio=args.purity_ratio,
         min_block_size=args.min_block_size, max_blocks=args.max_blocks,
         input_split=not args.no_input_split, checkpoint=args.checkpoint,
-        random_state=args.random_state, progress=not (quiet or args.json),
+        random_state=args.random_state, progress=getattr(args, "progress", False) and not args.json,
     )
+    args.on_interrupt = resume_hint(args.checkpoint, "--checkpoint DIR")
     part.fit(data.X, data.y)
+    args.on_interrupt = None
 
     blocks = pd.DataFrame({"row": np.arange(data.X.shape[0]), "label": data.y,
                            "block": part.labels_})
@@ -91,4 +96,4 @@ def run(args) -> int:
 
 def _num(value):
     value = float(value)
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None

@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-import numpy as np
-
-from .. import _io
-from ..models import MultinomialLogit
-from ..purify import Purifier
-from ..scores import DELTA_METHODS
-from ..stopping import STOP_RULES
+from .._choices import DELTA_METHODS, SOLVERS, STOP_RULES
+from ._common import progress_label, resume_hint
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,12 +17,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="remove the points whose removal lowers V[X] most, iteratively",
         description="Purify DATA: score every point by delta(z) = V(Z) - V(Z \\ z), remove the "
         "top k, refit, repeat. Writes history.csv, keep_mask.npy, kept_rows.csv and "
-        "purification.png into --out.",
+        "purification.png into --out (with --report also report.html and removed.csv: which "
+        "rows were removed, when, and what the purified model predicts for them).",
     )
     p.add_argument("data", help="training data: CSV (with --label) or NPZ")
-    p.add_argument("--label", help="label column of a CSV file")
-    p.add_argument("--test", help="test/eval data in the same format (accuracy per iteration)")
-    p.add_argument("--method", default="fast", choices=DELTA_METHODS)
+    p.add_argument("--label", metavar="COL", help="label column of a CSV file")
+    p.add_argument("--test", metavar="FILE",
+                   help="test/eval data in the same format (accuracy per iteration)")
+    p.add_argument("--method", default="fast", choices=DELTA_METHODS, help="scoring method")
     p.add_argument("--k", type=count_or_fraction, default="auto",
                    help="points removed per iteration: a count, a fraction of the rows, or "
                    "'auto' (1%% of the rows)")
@@ -38,21 +36,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stop", default="auto", choices=STOP_RULES,
                    help="label-free rule that picks the iteration to keep ('auto': stop when "
                    "the kept labels are no more improbable than held-out predictions allow)")
-    p.add_argument("--alpha", type=float, default=1e-4)
-    p.add_argument("--damping", type=float, default=0.01)
-    p.add_argument("--solver", default="newton", choices=("newton", "lbfgs", "adam"))
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--n-jobs", type=int, default=None,
-                   help="worker processes/threads for --method exact (-1: all cores)")
+    p.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the model")
+    p.add_argument("--damping", type=float, default=0.01,
+                   help="added to the Hessian before inversion")
+    p.add_argument("--solver", default="newton", choices=SOLVERS, help="model training")
+    p.add_argument("--random-state", type=int, default=0, metavar="N", help="random seed")
+    p.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                   help="worker processes/threads for --method exact (-1: all cores; "
+                   "default: one)")
     p.add_argument("--out", default="divpred-purify", help="output folder (created as needed)")
-    p.add_argument("--checkpoint", help="checkpoint file: resume from it if it exists")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="checkpoint file: resume from it if it exists (default: none)")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html and removed.csv (the removed rows)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
+    from .. import _io
     from ..data.loaders import load_csv, load_dataset
+    from ..models import MultinomialLogit
+    from ..purify import Purifier
 
     out = _io.check_output_dir(args.out)  # before any work: fail in seconds, not after the run
     train = load_dataset(args.data, label=args.label)
@@ -73,11 +79,10 @@ def run(args) -> int:
 
     model = MultinomialLogit(alpha=args.alpha, damping=args.damping, solver=args.solver,
                              random_state=args.random_state)
-    quiet = getattr(args, "quiet", False) or args.json
     pur = Purifier(model, method=args.method, k=args.k, max_iter=args.iterations,
                    max_fraction=args.max_fraction, stop=args.stop, checkpoint=args.checkpoint,
                    random_state=args.random_state,
-                   progress=not quiet, n_jobs=args.n_jobs)
+                   progress=progress_label(args, "purify: iterations"), n_jobs=args.n_jobs)
     n = train.X.shape[0]
     pur._check_params()
     min_size = pur._check_sizes(n)
@@ -86,15 +91,23 @@ def run(args) -> int:
             f"--k {args.k} is too large for {n} rows: an iteration must keep at least "
             f"{min_size} rows, so not one could run; use --k {max(1, min(n // 4, n - 10))} or less"
         )
+    args.on_interrupt = resume_hint(args.checkpoint, "--checkpoint FILE")
     pur.fit(train.X, train.y, eval_set=eval_set)
+    args.on_interrupt = None
 
-    fig = _purification_figure(pur, args.data, args.stop)
+    import numpy as np
+    import pandas as pd
+
+    from ..purification_report import purification_figure, write_purification_report
+
+    # Build the figure first: a plotting error must not leave the other outputs half-written.
+    fig = purification_figure(pur, args.data)
+    report = {"report": out / "report.html", "removed": out / "removed.csv"} if args.report \
+        else None
     history = pur.history_.copy()
     history["removed"] = [" ".join(map(str, r)) for r in history["removed"]]
     if "eval_accuracy" in history:
         history = history.rename(columns={"eval_accuracy": "test_accuracy"})
-    import pandas as pd
-
     # All outputs land together or not at all (a failed figure keeps the earlier run whole).
     with _io.staged_output(out, set_name="purify") as stage:
         _io.write_csv(stage / "history.csv", history)
@@ -102,6 +115,12 @@ def run(args) -> int:
         _io.write_csv(stage / "kept_rows.csv",
                       pd.DataFrame({"row": np.nonzero(pur.keep_mask_)[0]}))
         _io.save_figure(stage / "purification.png", fig, dpi=120, bbox_inches="tight")
+        if args.report:
+            write_purification_report(
+                pur, train.X, train.y, stage, feature_names=train.feature_names,
+                rows=_original_rows(args.data, train.label), data_name=Path(args.data).name,
+                figure=fig,
+            )
 
     if args.json:
         rows = []
@@ -115,14 +134,19 @@ def run(args) -> int:
             })
         json.dump({"history": rows, "best_iteration": pur.best_iteration_,
                    "removed": pur.removal_order_.tolist(), "stop": args.stop,
+                   "stopped_by": pur.stopped_by_, "stop_reason": pur.stop_reason_,
+                   "report": None if report is None else str(report["report"]),
                    "out": str(out)}, sys.stdout, default=_io._json_default)
         sys.stdout.write("\n")
     elif not getattr(args, "quiet", False):
         cols = ["iteration", "size", "variance"] + (
             ["test_accuracy"] if "test_accuracy" in history else [])
         print(history[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print(f"best iteration: {pur.best_iteration_} (stop rule: {args.stop}); "
-              f"kept {int(pur.keep_mask_.sum())} of {train.X.shape[0]} rows; outputs in {out}/")
+        print(f"stopped: {pur.stop_reason_}")
+        print(f"kept iteration {pur.best_iteration_}: {int(pur.keep_mask_.sum())} of "
+              f"{train.X.shape[0]} rows; outputs in {out}/")
+        if report is not None:
+            print(f"removed rows: {report['removed']}; report: {report['report']}")
     return 0
 
 
@@ -142,15 +166,10 @@ def count_or_fraction(text: str) -> int | float | str:
         ) from None
 
 
-def _purification_figure(pur, title, stop):
-    from ..plots import plot_purification
+def _original_rows(path, label):
+    """The rows of a CSV file as the user wrote them (without the label), else None."""
+    if label is None:
+        return None
+    import pandas as pd
 
-    history = pur.history_
-    has_test = "eval_accuracy" in history
-    return plot_purification(
-        history, best_iteration=pur.best_iteration_, title=str(title),
-        # without --test, plot the training accuracy (plot_purification needs an accuracy)
-        accuracy_column="eval_accuracy" if has_test else "train_accuracy",
-        accuracy_label="test accuracy" if has_test else "training accuracy",
-        best_label=f"chosen (stop rule: {stop})",
-    )
+    return pd.read_csv(path).drop(columns=[label])

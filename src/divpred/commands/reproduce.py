@@ -13,31 +13,19 @@ paper's result tables, also shipped.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
 import shlex
 import sys
 from pathlib import Path
 
-from .. import _io
-from ..datasets import paper_data_dir
-from ..experiments import (
-    FIGURE_TITLES,
-    FIGURES,
-    PAPER_CAPTION_VALUES,
-    PURIFICATION_FIGURES,
-    headline,
-    read_paper_table,
-)
-from ..experiments._common import check_data_dir, require_files
-from ..models import MultinomialLogit
-from ..plots import plot_purification, plot_surface, plot_sweep, save_plot
-from ..scores import DELTA_METHODS
+from .._choices import DELTA_METHODS, FIGURE_NAMES, SOLVERS
+
+# numpy, pandas, matplotlib and the experiments are imported inside the functions:
+# 'divpred --help' imports this module and must start fast.
 
 __all__ = ["add_parser", "build_model", "run"]
 
-FIGURE_NAMES = tuple(FIGURES)
 CHOICES = (*FIGURE_NAMES, "all")
 DEFAULT_OUT = "divpred-reproduce"
 
@@ -98,7 +86,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--solver",
         default="newton",
-        choices=("newton", "lbfgs", "adam"),
+        choices=SOLVERS,
         help="model training: newton (default, exact and fast) or adam (the paper's, slow)",
     )
     p.add_argument(
@@ -111,9 +99,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def build_model(solver: str = "newton", alpha: float | None = None) -> MultinomialLogit:
-    """The model of the command-line options (ValueError for bad values)."""
-    if solver not in ("newton", "lbfgs", "adam"):
+def build_model(solver: str = "newton", alpha: float | None = None):
+    """The :class:`~divpred.MultinomialLogit` of the command-line options (ValueError if bad)."""
+    from ..models import MultinomialLogit
+
+    if solver not in SOLVERS:
         raise ValueError(f"solver must be newton, lbfgs or adam; got {solver!r}")
     if alpha is None:
         alpha = 0.0 if solver == "adam" else 1e-4
@@ -130,7 +120,11 @@ def _figures(name: str) -> list[str]:
 
 def run(args) -> int:
     """Run ``divpred reproduce``; returns the exit code. Errors raise ValueError."""
-    quiet = bool(getattr(args, "quiet", False))
+    from .. import _io
+    from ..datasets import paper_data_dir
+    from ..experiments import FIGURES, PURIFICATION_FIGURES, read_paper_table
+    from ..experiments._common import require_files
+
     figure = getattr(args, "figure", None)
     if figure not in CHOICES:
         raise ValueError(f"figure must be one of {', '.join(CHOICES)}; got {figure!r}")
@@ -156,20 +150,23 @@ def run(args) -> int:
     command = _command_line(args)
     records: dict = {}
 
+    json_out = bool(getattr(args, "json", False))
+    progress = bool(getattr(args, "progress", False))
     outer = None
-    if not quiet and len(figures) > 1:
+    if progress and len(figures) > 1:
         from tqdm.auto import tqdm
 
-        outer = tqdm(total=len(figures), desc="reproduce", unit="figure")
-    for fig in figures:
+        outer = tqdm(total=len(figures), desc="reproduce: figures", unit="figure")
+    for done, fig in enumerate(figures):
         if outer is not None:
             outer.set_postfix_str(fig)
+        args.on_interrupt = _resume_hint(args, out, figures[:done], figures[done:])
         res = FIGURES[fig](
             data_dir=data_dir,
             quick=bool(getattr(args, "quick", False)),
             model=model,
             random_state=seed,
-            progress=not quiet,
+            progress=progress,
             **({"method": method} if fig in PURIFICATION_FIGURES else {}),
         )
         # One commit per figure: its CSV, PNG and the summary land together. The summary is
@@ -179,6 +176,13 @@ def run(args) -> int:
             records[fig] = _write_figure(stage, out, fig, res, paper_tables.get(fig), command)
         if outer is not None:
             outer.update(1)
+        if not json_out:  # each figure's line as soon as it is done, not all at the end
+            line = _figure_line(fig, records[fig])
+            if outer is not None:
+                outer.write(line)
+            else:
+                print(line, flush=True)
+    args.on_interrupt = None
     if outer is not None:
         outer.close()
 
@@ -187,19 +191,19 @@ def run(args) -> int:
         "summary": str(out / "summary.md"),
         "figures": {fig: records[fig] for fig in figures},
     }
-    if getattr(args, "json", False):
+    if json_out:
         json.dump(payload, sys.stdout, indent=2, default=_io._json_default)
         sys.stdout.write("\n")
     else:
-        for fig in figures:
-            rec = records[fig]
-            print(f"{fig}: {rec['seconds']:.1f} s  {_one_line(fig, rec)}  -> {rec['csv']}")
         print(f"summary: {out / 'summary.md'}")
     return 0
 
 
 def _data_dir(data_dir, generate: bool):
     """The folder the figures read: ``--data-dir``, the shipped copy, or None (generated)."""
+    from ..datasets import paper_data_dir
+    from ..experiments._common import check_data_dir
+
     if generate:
         if data_dir is not None:
             raise ValueError("--generate and --data-dir exclude each other; give one of them")
@@ -207,8 +211,23 @@ def _data_dir(data_dir, generate: bool):
     return check_data_dir(paper_data_dir() if data_dir is None else data_dir)
 
 
-def _command_line(args) -> str:
-    parts = ["divpred", "reproduce", args.figure]
+def _figure_line(fig: str, rec: dict) -> str:
+    return f"{fig}: {rec['seconds']:.1f} s  {_one_line(fig, rec)}  -> {rec['csv']}"
+
+
+def _resume_hint(args, out: Path, finished: list[str], remaining: list[str]) -> str:
+    """How to finish the figures left after an interruption (finished ones are in summary)."""
+    kept = (f"{', '.join(finished)} finished and kept in {out / 'summary.md'}; "
+            if finished else "")
+    command = _command_line(args, figure=remaining[0])
+    if str(out) != DEFAULT_OUT:
+        command += f" --out {shlex.quote(str(out))}"
+    rest = f" (then {', '.join(remaining[1:])} the same way)" if len(remaining) > 1 else ""
+    return f"{kept}to go on, run: {command}{rest}"
+
+
+def _command_line(args, figure: str | None = None) -> str:
+    parts = ["divpred", "reproduce", figure or args.figure]
     for flag, attr in (("--data-dir", "data_dir"), ("--paper-results", "paper_results")):
         if getattr(args, attr, None) is not None:
             parts += [flag, str(getattr(args, attr))]
@@ -228,6 +247,9 @@ def _command_line(args) -> str:
 
 
 def _plot(fig: str, res: dict):
+    from ..experiments import FIGURE_TITLES
+    from ..plots import plot_purification, plot_surface, plot_sweep
+
     solver = res["settings"]["model"].get("solver", "newton")
     title = FIGURE_TITLES[fig] + (" (ours)" if solver == "newton" else f" (ours, {solver})")
     if fig in ("fig3", "fig5"):
@@ -258,6 +280,12 @@ def _summary_merger(records: dict, fig: str):
 def _write_figure(stage: Path, out: Path, fig: str, res: dict, paper_table,
                   command: str) -> dict:
     """Write ``fig``'s CSV and PNG into ``stage``; the record names their paths in ``out``."""
+    import datetime
+
+    from .. import _io
+    from ..experiments import FIGURE_TITLES, PAPER_CAPTION_VALUES, PURIFICATION_FIGURES, headline
+    from ..plots import save_plot
+
     csv_path, png_path = out / f"{fig}.csv", out / f"{fig}.png"
     _io.write_csv(stage / csv_path.name, res["table"])
     figure = _plot(fig, res)
@@ -293,7 +321,7 @@ def _write_figure(stage: Path, out: Path, fig: str, res: dict, paper_table,
         "headline": ours,
         "paper_headline": paper,
         "command": command,
-        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
 
@@ -306,7 +334,7 @@ def _load_records(out: Path) -> dict:
     except (OSError, ValueError):
         return {}
     figs = data.get("figures", {}) if isinstance(data, dict) else {}
-    return {k: v for k, v in figs.items() if k in FIGURES and isinstance(v, dict)}
+    return {k: v for k, v in figs.items() if k in FIGURE_NAMES and isinstance(v, dict)}
 
 
 def _fmt(value) -> str:
@@ -333,6 +361,8 @@ def _one_line(fig: str, rec: dict) -> str:
 
 
 def _headline_words(fig: str, h: dict) -> str:
+    from ..experiments import PURIFICATION_FIGURES
+
     if fig in PURIFICATION_FIGURES:
         return (
             f"accuracy {_fmt(h['accuracy at iteration 0'])} -> max {_fmt(h['max accuracy'])} "
@@ -349,6 +379,8 @@ def _headline_words(fig: str, h: dict) -> str:
 
 def render_summary(records: dict) -> str:
     """Markdown of all figure records (ours beside the paper's headline numbers)."""
+    from .. import _io
+
     lines = [
         "# divpred: reproduction of arXiv 2603.08649, Section 4",
         "",
@@ -400,6 +432,8 @@ def render_summary(records: dict) -> str:
 
 
 def _write_summary(out: Path, records: dict) -> None:
+    from .. import _io
+
     _io.write_json(out / "summary.json", {"figures": records})
     with _io.atomic_open(out / "summary.md", "w", encoding="utf-8") as fh:
         fh.write(render_summary(records))

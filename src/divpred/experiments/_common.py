@@ -80,7 +80,7 @@ def progress_bar(enabled: bool, total: int, desc: str):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="fit", leave=False)
+    return tqdm(total=total, desc=f"{desc}: fits", unit="fit", leave=False)
 
 
 class Timer:

@@ -11,10 +11,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from .._choices import SOLVERS
 from .._validation import check_features, check_positive_int, check_weights, check_X_y
 from . import _softmax as sm
 
-_SOLVERS = ("newton", "lbfgs", "adam")
+_SOLVERS = SOLVERS
 # Newton on n >= _SUBSAMPLE_MIN_N rows (and no warm start) starts from the Newton fit on a fixed
 # random subsample of max(n / _SUBSAMPLE_FRACTION, _SUBSAMPLE_PER_PARAM * m) rows, refined by
 # chord steps (see _subsample_start): the same minimiser with fewer full-data Hessians
