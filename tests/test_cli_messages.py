@@ -70,7 +70,7 @@ def test_help_shows_every_default():
             if action.default is not None and action.default is not False:
                 assert "default" in formatter._get_help_string(action), flag
     purify = " ".join(_sub_parsers()["purify"].format_help().split())
-    assert "points removed per iteration (default: 10)" in purify
+    assert "(1% of the rows) (default: auto)" in purify
     assert "random seed (default: 0)" in purify  # 0 is a default too, not "nothing"
 
 
@@ -116,8 +116,8 @@ def test_purify_says_which_rule_or_limit_stopped_it(capsys, table, tmp_path):
     for extra, expected in (
         (("--stop", "agreement", "--iterations", 2), "stopped: reached the iteration cap "
          "(max_iter=2) before the agreement rule fired\n"),
-        (("--iterations", 2), 'stopped: ran to the iteration cap (max_iter=2) with no stopping '
-         'rule (stop="none")\n'),
+        (("--stop", "none", "--iterations", 2), "stopped: ran to the iteration cap (max_iter=2) "
+         'with no stopping rule (stop="none")\n'),
     ):
         code, out, err = run_cli(capsys, "purify", table, "--label", "cls", "--k", 5, *extra,
                                  "--out", tmp_path / "o")
@@ -146,7 +146,8 @@ def test_fit_reports_the_stop_reason(capsys, table, tmp_path):
 # ------------------------------------------------------------------------------ Ctrl-C
 def test_ctrl_c_in_purify_says_how_to_resume(capsys, table, tmp_path, monkeypatch):
     ckpt = tmp_path / "run.npz"
-    argv = ["purify", table, "--label", "cls", "--k", 5, "--iterations", 6, "--checkpoint", ckpt,
+    argv = ["purify", table, "--label", "cls", "--k", 5, "--iterations", 6, "--stop", "none",
+            "--checkpoint", ckpt,
             "--out", tmp_path / "o"]
     with monkeypatch.context() as m:
         _interrupting(m, 3)
@@ -222,7 +223,7 @@ def test_a_real_sigint_gives_one_line_and_a_resumable_checkpoint(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "divpred.cli", "purify", str(path), "--k", "1",
-         "--iterations", "390", "--method", "exact", "--checkpoint", str(ckpt),
+         "--iterations", "390", "--stop", "none", "--method", "exact", "--checkpoint", str(ckpt),
          "--out", str(tmp_path / "o")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )

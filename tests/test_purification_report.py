@@ -23,7 +23,8 @@ OUTCOME = ["given label", "predicted label", "predicted probability", "given-lab
 
 def test_removed_rows_against_independent_computations():
     X, y, _ = mixed_data(seed=0)
-    pur = Purifier(MultinomialLogit(alpha=1e-3), method="exact", k=K, max_iter=3).fit(X, y)
+    pur = Purifier(MultinomialLogit(alpha=1e-3), method="exact", k=K, max_iter=3,
+                   stop="none").fit(X, y)
     table = removed_rows(pur, X, y, feature_names=["a", "b", "c"])
     assert list(table.columns) == ["row", "a", "b", "c", *OUTCOME]
     rows = table["row"].to_numpy()
@@ -65,7 +66,7 @@ def test_wide_data_shows_the_first_columns_and_says_so(tmp_path):
     X = rng.normal(size=(60, HTML_MAX_FEATURES + 3))
     y = (X[:, 0] > 0).astype(int)
     y[:6] = 1 - y[:6]
-    pur = Purifier(MultinomialLogit(alpha=1e-2), k=K, max_iter=2).fit(X, y)
+    pur = Purifier(MultinomialLogit(alpha=1e-2), k=K, max_iter=2, stop="none").fit(X, y)
     paths = write_purification_report(pur, X, y, tmp_path)
     html = paths["report"].read_text(encoding="utf-8")
     assert f"{HTML_MAX_FEATURES} of {HTML_MAX_FEATURES + 3} value columns are shown" in html

@@ -169,7 +169,7 @@ def write_purification_report(
     score = _score_column(purifier)
     summary = [
         purifier.stop_reason_[:1].upper() + purifier.stop_reason_[1:] + ".",
-        f"Kept iteration {best}: removed {len(table)} of {n} rows ({purifier.k} per iteration, "
+        f"Kept iteration {best}: removed {len(table)} of {n} rows ({purifier.k_} per iteration, "
         f"scores: {purifier.method}); V went from {history['variance'].iloc[0]:.4g} to "
         f"{history['variance'].iloc[best]:.4g}.",
     ]
