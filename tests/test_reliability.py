@@ -345,7 +345,8 @@ def test_damaged_checkpoint_is_a_one_line_error_and_is_left_alone(table, tmp_pat
                                                                    case):
     damage, fragment = CHECKPOINT_DAMAGE[case]
     ckpt = tmp_path / "run.ckpt.npz"
-    common = ("purify", table, "--label", "cls", "--k", "5", "--checkpoint", ckpt, "-q")
+    common = ("purify", table, "--label", "cls", "--k", "5", "--stop", "none", "--checkpoint",
+              ckpt, "-q")
     code, _, err = run_cli(capsys, *common, "--iterations", "2", "--out", tmp_path / "a")
     assert code == 0, err
     damage(ckpt)
