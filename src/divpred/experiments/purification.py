@@ -94,6 +94,7 @@ def _run(
         k=int(k),
         max_iter=n_iter,
         stop="none",
+        max_fraction=1.0,  # the paper's curves: capped by n_iter (MAX_REMOVED_FRACTION) alone
         random_state=run.seed,
         progress=run.progress,
     )
