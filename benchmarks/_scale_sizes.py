@@ -49,8 +49,22 @@ def _limit_seconds(model, X, y, repeat: int) -> float:
     return best
 
 
-def measure_size(n: int, *, auto: bool, iteration: bool, seed: int = 0) -> dict:
-    """All the measurements at one n (run in a child process: single-threaded BLAS)."""
+def flip_labels(y: np.ndarray, fraction: float, seed: int = 1) -> np.ndarray:
+    """A copy of y with ``fraction`` of the rows given another class at random."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    out = y.copy()
+    rows = rng.choice(y.shape[0], size=int(round(fraction * y.shape[0])), replace=False)
+    shift = rng.integers(1, classes.shape[0], size=rows.size)
+    out[rows] = classes[(np.searchsorted(classes, y[rows]) + shift) % classes.shape[0]]
+    return out
+
+
+def measure_size(n: int, *, auto: bool, iteration: bool, noise: float = 0.05,
+                 seed: int = 0) -> dict:
+    """All the measurements at one n (run in a child process: single-threaded BLAS). The
+    whole default run is on the same rows with ``noise`` of the labels flipped, so that the
+    auto rule has something to remove (on the clean rows it stops at iteration 0)."""
     from bench_scale import onehot_numpy
     from divpred import MultinomialLogit, Purifier, delta_scores, influence_variance
     from divpred.models._softmax import _single_threaded_blas
@@ -70,12 +84,17 @@ def measure_size(n: int, *, auto: bool, iteration: bool, seed: int = 0) -> dict:
     row["fast_ratio"] = row["fast_s"] / row["limit_s"]
     base = {"model": MultinomialLogit(alpha=ALPHA, damping=DAMPING)}
     if iteration:
-        pur, _, row["iter_MB"] = _step(lambda: Purifier(**base, max_iter=1).fit(X, y))
+        pur, _, row["iter_MB"] = _step(
+            lambda: Purifier(**base, max_iter=1, stop="none").fit(X, y))
         row["iter_s"] = pur.seconds_[1] if len(pur.seconds_) > 1 else float("nan")
     if auto:
-        pur, row["auto_s"], row["auto_MB"] = _step(lambda: Purifier(**base).fit(X, y))
+        y_noisy = flip_labels(y, noise)
+        pur, row["auto_s"], row["auto_MB"] = _step(lambda: Purifier(**base).fit(X, y_noisy))
+        row["auto_noise"] = noise
         row["auto_iterations"] = int(pur.stop_iteration_)
-        row["auto_removed"] = int(len(pur.removal_order_))
+        row["auto_best"] = int(pur.best_iteration_)
+        row["auto_removed"] = int(pur.best_iteration_ * pur.k_)
+        row["auto_stopped_by"] = str(pur.stopped_by_)
     return row
 
 

@@ -307,7 +307,8 @@ SIZE_COLUMNS = [
     ("V_ratio", "V/limit"), ("V_MB", "V MB"), ("fast_method", "fast"), ("fast_s", "fast s"),
     ("fast_ratio", "fast/limit"), ("fast_MB", "fast MB"), ("iter_s", "1 iter s"),
     ("iter_MB", "iter MB"), ("auto_s", "auto s"), ("auto_iterations", "auto its"),
-    ("auto_removed", "removed"), ("auto_MB", "auto MB"), ("load", "load"),
+    ("auto_best", "best"), ("auto_removed", "removed"), ("auto_stopped_by", "stopped by"),
+    ("auto_MB", "auto MB"), ("load", "load"),
 ]
 
 

@@ -118,7 +118,7 @@ def test_purifier_equals_numpy_purifier(client):
     base = MultinomialLogit(alpha=1e-3)
     ref = Purifier(base, method="fast1", k=5, max_iter=3, stop="none").fit(X, y, eval_set=(Xt, yt))
     Xd, yd = db.as_dask_data(X, y, block_rows=128)
-    got = db.DaskPurifier(alpha=1e-3, k=5, max_iter=3, client=client).fit(
+    got = db.DaskPurifier(alpha=1e-3, k=5, max_iter=3, stop="none", client=client).fit(
         Xd, yd, eval_set=(Xt, yt)
     )
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)

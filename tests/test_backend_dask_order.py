@@ -29,7 +29,8 @@ def _same_order(n, k, iters, block_rows):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
-        got = db.DaskPurifier(alpha=1e-3, k=k, max_iter=iters, client=client).fit(Xd, yd)
+        got = db.DaskPurifier(alpha=1e-3, k=k, max_iter=iters, stop="none",
+                              client=client).fit(Xd, yd)
     assert len(ref.removal_order_) == k * iters
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
     # Both Newton fits stop at a gradient max-norm of 1e-10 (from different subsample starts
@@ -44,3 +45,32 @@ def test_numpy_and_dask_remove_the_same_rows_at_1e4():
 @pytest.mark.slow
 def test_numpy_and_dask_remove_the_same_rows_at_1e5():
     _same_order(100_000, k=1_000, iters=3, block_rows=25_000)
+
+
+def test_dask_purifier_has_the_purifier_defaults_and_stops_where_it_does():
+    """Defaults on both sides (k = 1% of n, stop="auto" with its cross-fitted label-excess
+    statistic): the same removals, the same statistic per iteration, the same stop."""
+    import inspect
+
+    numpy_defaults = {k: v.default for k, v in inspect.signature(Purifier).parameters.items()}
+    dask_defaults = {k: v.default for k, v in inspect.signature(db.DaskPurifier).parameters.items()}
+    for name in ("k", "max_iter", "max_fraction", "min_size", "stop", "calibration_z",
+                 "random_state"):
+        assert dask_defaults[name] == numpy_defaults[name], name
+    X, y = _contaminated(10_000, seed=3)
+    ref = Purifier(MultinomialLogit(alpha=1e-3), method="fast1").fit(X, y)
+    Xd, yd = db.as_dask_data(X, y, block_rows=2_500)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        got = db.DaskPurifier(alpha=1e-3, client=client).fit(Xd, yd)
+        keep = got.keep_mask_.compute(scheduler=client)
+    assert ref.best_iteration_ >= 1  # the contamination is detected and removed
+    assert got.k_ == ref.k_ == 100
+    np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
+    np.testing.assert_allclose(got.history_["label_excess_z"], ref.history_["label_excess_z"],
+                               rtol=1e-9, atol=1e-9)
+    assert got.best_iteration_ == ref.best_iteration_
+    assert got.stopped_by_ == ref.stopped_by_
+    np.testing.assert_array_equal(keep, ref.keep_mask_)
+    np.testing.assert_allclose(got.model_.coef_, ref.model_.coef_, rtol=1e-8, atol=1e-10)

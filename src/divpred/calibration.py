@@ -37,8 +37,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["LEVELS", "N_FOLDS", "crossfit_folds", "crossfit_probabilities", "label_excess_z",
-           "label_pvalues"]
+__all__ = ["LEVELS", "N_FOLDS", "crossfit_folds", "crossfit_probabilities", "excess_z_from_counts",
+           "label_excess_z", "label_pvalues", "pit_given_uniforms"]
 
 N_FOLDS = 5
 """Folds of the cross-fitted predictions."""
@@ -119,10 +119,15 @@ def label_pvalues(P: np.ndarray, yidx: np.ndarray, rng: np.random.Generator) -> 
     -------
     ndarray of shape (N,), in [0, 1]
     """
+    return pit_given_uniforms(P, yidx, rng.random(P.shape[0]))
+
+
+def pit_given_uniforms(P: np.ndarray, yidx: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """:func:`label_pvalues` with the uniforms U_i given, shape (N,) (for row blocks)."""
     q = P[np.arange(P.shape[0]), yidx][:, None]
     below = np.where(P < q, P, 0.0).sum(axis=1)
     tied = np.where(P == q, P, 0.0).sum(axis=1)
-    return below + rng.random(P.shape[0]) * tied
+    return below + U * tied
 
 
 def label_excess_z(u: np.ndarray, levels=LEVELS) -> float:
@@ -137,5 +142,11 @@ def label_excess_z(u: np.ndarray, levels=LEVELS) -> float:
     -------
     float
     """
-    N = u.shape[0]
-    return float(max((np.sum(u < t) - N * t) / np.sqrt(N * t * (1.0 - t)) for t in levels))
+    return excess_z_from_counts([np.sum(u < t) for t in levels], u.shape[0], levels)
+
+
+def excess_z_from_counts(counts, N: int, levels=LEVELS) -> float:
+    """:func:`label_excess_z` from the counts #{u_i < tau} for each tau in ``levels`` (row
+    blocks can count separately: the Dask backend)."""
+    return float(max((c - N * t) / np.sqrt(N * t * (1.0 - t))
+                     for c, t in zip(counts, levels, strict=True)))

@@ -383,19 +383,7 @@ default="auto"
 
     def _resolve_sizes(self, n: int) -> tuple[int, int]:
         """(k, max_iter) as counts for a data set of n rows (see the class docstring)."""
-        if self.k == "auto":
-            k = max(1, math.ceil(AUTO_BATCH_FRACTION * n))
-        elif isinstance(self.k, numbers.Integral):
-            k = int(self.k)
-        else:
-            k = max(1, math.ceil(self.k * n))
-        if self.max_iter == "auto":
-            max_iter = max(1, math.ceil(self.max_fraction * n / k))
-        elif isinstance(self.max_iter, numbers.Integral):
-            max_iter = int(self.max_iter)
-        else:
-            max_iter = max(1, math.ceil(self.max_iter * n / k))
-        return k, max_iter
+        return resolve_batch_sizes(self.k, self.max_iter, self.max_fraction, n)
 
     # ------------------------------------------------------------------ helpers
     def _stopped(self, records) -> int | None:
@@ -590,6 +578,24 @@ def _check_pair(pair, name):
         raise ValueError(f"{name} must be a pair (X, y)") from None
     Xp = check_features(Xp, name=f"{name} X")
     return Xp, check_labels(yp, Xp.shape[0], name=f"{name} y")
+
+
+def resolve_batch_sizes(k, max_iter, max_fraction: float, n: int) -> tuple[int, int]:
+    """(k, max_iter) of :class:`Purifier` (a count, a fraction of n or "auto") as counts for
+    n rows; shared with ``DaskPurifier``."""
+    if k == "auto":
+        k_ = max(1, math.ceil(AUTO_BATCH_FRACTION * n))
+    elif isinstance(k, numbers.Integral):
+        k_ = int(k)
+    else:
+        k_ = max(1, math.ceil(k * n))
+    if max_iter == "auto":
+        iters = max(1, math.ceil(max_fraction * n / k_))
+    elif isinstance(max_iter, numbers.Integral):
+        iters = int(max_iter)
+    else:
+        iters = max(1, math.ceil(max_iter * n / k_))
+    return k_, iters
 
 
 def _is_real(value) -> bool:

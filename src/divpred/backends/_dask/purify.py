@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ...models import _softmax as sm
+from ...models.multinomial import MultinomialLogit
+from .calibration import label_excess
 from .data import as_dask_data
 from .engine import _compute, _prepare
 from .fit import fit_multinomial
@@ -17,58 +19,107 @@ from .influence import FAST_METHODS, _delta, _summary
 class DaskPurifier:
     """Purification (iterated removal of the top-``k`` scores with Newton refits) on dask data.
 
-    The same loop as :class:`divpred.Purifier` with ``method="fast1"`` (or
-    ``"self_influence"``) and a Newton :class:`~divpred.MultinomialLogit`: every iteration fits
-    the model by Newton with the gradient and Hessian as tree reductions (warm-started from the
-    previous fit), scores the kept rows in four passes, and removes the ``k`` largest scores.
+    The loop of :class:`divpred.Purifier` with ``method="fast1"`` (or ``"self_influence"``), a
+    Newton :class:`~divpred.MultinomialLogit` and the same defaults: ``k="auto"`` (1% of n per
+    iteration), ``max_iter="auto"``, ``max_fraction=0.5`` and ``stop="auto"`` (the label-excess
+    rule, cross-fitted on the same folds with the same uniforms), so on the same data it
+    removes the same rows and stops at the same iteration. Every iteration fits the model by
+    Newton with the gradient and Hessian as tree reductions (warm-started from the previous
+    fit), scores the kept rows in four passes and removes the ``k`` largest scores; with
+    ``stop="auto"`` five more Newton fits (one per fold) and one pass give the statistic.
     Removed rows are kept as a sorted index list; the data are never rewritten.
 
     Parameters
     ----------
     alpha, damping, tol, max_newton : the model's settings (see MultinomialLogit).
     method : {"fast1", "self_influence"}
-    k : rows removed per iteration
-    max_iter : number of removal iterations
-    min_size : never shrink below this many rows (default max(3 k, 10))
+    k, max_iter, max_fraction, min_size : as :class:`divpred.Purifier`.
+    stop : {"auto", "none"}
+        As :class:`divpred.Purifier` (``calibration_z`` is its detection threshold).
+    random_state : int or None
+        Seeds the cross-fitting folds and the uniforms of ``stop="auto"``.
     client : distributed.Client, optional
 
     Attributes
     ----------
     history_ : pandas.DataFrame with ``iteration``, ``size``, ``variance``, ``train_loss``,
-        ``method_used``, ``removed``, ``newton_iterations``, ``seconds`` and ``eval_accuracy``
-        when an ``eval_set`` is given.
+        ``method_used``, ``removed`` (rows removed after that iteration's fit),
+        ``newton_iterations``, ``seconds``, ``label_excess_z`` (``stop="auto"``) and
+        ``eval_accuracy`` when an ``eval_set`` is given.
     removal_order_ : ndarray of int (row indices in removal order)
-    model_ : the last fitted MultinomialLogit
-    keep_mask_ : lazy dask boolean array of the kept rows
+    best_iteration_ : int (the iteration chosen by the rule; the last one for ``stop="none"``)
+    stopped_by_ : str ("auto", "max_fraction", "max_iter", "none" or "min_size")
+    k_, max_iter_ : int, the resolved counts
+    model_ : the MultinomialLogit fitted at ``best_iteration_``
+    keep_mask_ : lazy dask boolean array of the rows kept at ``best_iteration_``
     """
 
     def __init__(self, *, alpha=1e-4, damping=0.01, tol=1e-10, max_newton=100,
-                 method="fast1", k=10, max_iter=40, min_size=None, client=None):
+                 method="fast1", k="auto", max_iter="auto", max_fraction=0.5, min_size=None,
+                 stop="auto", calibration_z=3.0, random_state=None, client=None):
+        from ...purify import _check_count_or_fraction
+
         if method not in FAST_METHODS:
             raise ValueError(f"method must be one of {FAST_METHODS}; got {method!r}")
+        if stop not in ("auto", "none"):
+            raise ValueError(f"the Dask backend offers stop='auto' or 'none'; got {stop!r}")
+        _check_count_or_fraction(k, "k", upper_open=True)
+        _check_count_or_fraction(max_iter, "max_iter", upper_open=False)
+        if not 0 < max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in (0, 1]; got {max_fraction!r}")
         self.alpha, self.damping, self.tol, self.max_newton = alpha, damping, tol, max_newton
         self.method, self.k, self.max_iter, self.min_size = method, k, max_iter, min_size
-        self.client = client
+        self.max_fraction, self.stop, self.calibration_z = max_fraction, stop, calibration_z
+        self.random_state, self.client = random_state, client
 
     def fit(self, X, y, eval_set=None) -> DaskPurifier:
+        import math
         import time
 
+        from ...calibration import crossfit_folds
+        from ...purify import _calibration_seed, resolve_batch_sizes
+        from ...stopping import calibration_fallback, calibration_rule
+
         data = _prepare(X, y)
-        min_size = self.min_size if self.min_size is not None else max(3 * self.k, 10)
-        records, order = [], []
+        n_pool = data.n
+        self.k_, self.max_iter_ = resolve_batch_sizes(self.k, self.max_iter, self.max_fraction,
+                                                      n_pool)
+        k = self.k_
+        min_size = self.min_size if self.min_size is not None else max(3 * k, 10)
+        max_removed = math.floor(self.max_fraction * n_pool)
+        seed = _calibration_seed(self.random_state)
+        folds = None
+        if self.stop == "auto":
+            folds = crossfit_folds(np.asarray(_compute(data.y, self.client)), seed)
+        fit_kwargs = {"alpha": self.alpha, "damping": self.damping, "tol": self.tol,
+                      "max_iter": self.max_newton}
+        records, order, thetas = [], [], []
         model = None
         it = 0
         while True:
             t0 = time.perf_counter()
-            model = fit_multinomial(
-                None, None, alpha=self.alpha, damping=self.damping, tol=self.tol,
-                max_iter=self.max_newton, client=self.client, _data=data,
-                start="subsample" if model is None else model.theta_,
-            )
-            last = it >= self.max_iter or data.n - self.k < min_size
+            model = fit_multinomial(None, None, client=self.client, _data=data,
+                                    start="subsample" if model is None else model.theta_,
+                                    **fit_kwargs)
+            thetas.append(model.theta_)
             rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
                    "newton_iterations": model.n_iter_}
-            if last:
+            if folds is not None:
+                rng = np.random.default_rng([seed, it])
+                rec["label_excess_z"] = label_excess(data, model, folds, rng, fit_kwargs,
+                                                     self.client)
+            stopped_by = None
+            if folds is not None and calibration_rule(
+                    [r["label_excess_z"] for r in records] + [rec["label_excess_z"]],
+                    self.calibration_z) is not None:
+                stopped_by = "auto"
+            elif len(order) + k > max_removed:
+                stopped_by = "max_fraction"
+            elif it >= self.max_iter_:
+                stopped_by = "none" if self.stop == "none" else "max_iter"
+            elif data.n - k < min_size:
+                stopped_by = "min_size"
+            if stopped_by is not None:
                 rec["variance"] = _summary(data, model, self.client).variance
                 rec["method_used"] = ""
                 removed = []
@@ -77,21 +128,34 @@ class DaskPurifier:
                 rec["variance"] = (info["variance"] if "variance" in info
                                    else _summary(data, model, self.client).variance)
                 rec["method_used"] = self.method
-                removed = _top_k(scores, data.rows, self.k, self.client)
+                removed = _top_k(scores, data.rows, k, self.client)
             if eval_set is not None:
                 rec["eval_accuracy"] = _accuracy(model, *eval_set, client=self.client)
             rec["removed"] = list(removed)
             rec["seconds"] = time.perf_counter() - t0
             records.append(rec)
-            if last:
+            if stopped_by is not None:
                 break
             order.extend(removed)
             data.removed = np.sort(np.asarray(order, dtype=np.int64))
             it += 1
         self.history_ = pd.DataFrame.from_records(records)
         self.removal_order_ = np.asarray(order, dtype=np.int64)
-        self.model_ = model
-        self.keep_mask_ = ~da.isin(data.rows, data.removed)
+        self.stopped_by_ = stopped_by
+        best = it
+        if folds is not None:
+            z = self.history_["label_excess_z"].to_numpy()
+            chosen = calibration_rule(z, self.calibration_z)
+            best = chosen if chosen is not None else calibration_fallback(z)
+        self.best_iteration_ = int(best)
+        self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
+                                       tol=self.tol, max_iter=self.max_newton)
+        theta = thetas[self.best_iteration_]
+        self.model_.classes_ = data.classes
+        self.model_.coef_, self.model_.intercept_ = theta[:, :-1].copy(), theta[:, -1].copy()
+        self.model_.n_features_in_ = theta.shape[1] - 1
+        kept_removed = np.sort(self.removal_order_[: self.best_iteration_ * k])
+        self.keep_mask_ = ~da.isin(data.rows, kept_removed)
         return self
 
 
