@@ -161,7 +161,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("auto rule never keeps clean data whole", "src/divpred/stopping.py",
              "if not z[0] > detect:", "if not z[0] > 2 * detect:", AUTO_TESTS),
     Mutation("p-values ignore the tie randomisation", "src/divpred/calibration.py",
-             "return below + rng.random(P.shape[0]) * tied", "return below + 0.5 * tied",
+             "return below + U * tied", "return below + 0.5 * tied",
              AUTO_TESTS),
     Mutation("knee against the previous slope, not the steepest", "src/divpred/stopping.py",
              "steepest = np.maximum.accumulate(slope)", "steepest = slope", RULE_TESTS),
