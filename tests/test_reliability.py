@@ -454,7 +454,8 @@ def test_concurrent_purify_runs_leave_one_consistent_run(table, tmp_path):
     runs = {"3": "4", "5": "3", "7": "2"}  # --k: --iterations, every run different
     procs = [subprocess.Popen([sys.executable, "-m", "divpred.cli", "-q", "purify", str(table),
                                "--label", "cls", "--k", k, "--iterations", it,
-                               "--out", str(out)], env=env, stderr=subprocess.PIPE)
+                               "--stop", "none", "--out", str(out)],
+                              env=env, stderr=subprocess.PIPE)
              for k, it in runs.items()]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
