@@ -74,3 +74,21 @@ def test_dask_purifier_has_the_purifier_defaults_and_stops_where_it_does():
     assert got.stopped_by_ == ref.stopped_by_
     np.testing.assert_array_equal(keep, ref.keep_mask_)
     np.testing.assert_allclose(got.model_.coef_, ref.model_.coef_, rtol=1e-8, atol=1e-10)
+
+
+def test_dask_purifier_auto_waits_for_the_knee_like_the_purifier():
+    """Where the label-excess test is satisfied before V flattens, the auto rule takes the later
+    knee (stopping.auto_rule): Dask must stop there too, not at the calibration test alone."""
+    from divpred.stopping import calibration_rule, knee_rule
+
+    X, y = _contaminated(2_000, seed=1)
+    ref = Purifier(MultinomialLogit(alpha=1e-3), method="fast1").fit(X, y)
+    calibrated = calibration_rule(ref.history_["label_excess_z"].to_numpy())
+    knee = knee_rule(ref.history_["variance"].to_numpy())
+    assert 1 <= calibrated < knee == ref.best_iteration_  # the case this test is about
+    Xd, yd = db.as_dask_data(X, y, block_rows=500)
+    got = db.DaskPurifier(alpha=1e-3).fit(Xd, yd)
+    assert got.best_iteration_ == ref.best_iteration_
+    assert got.stopped_by_ == ref.stopped_by_ == "auto"
+    np.testing.assert_array_equal(got.removal_order_[: got.best_iteration_ * got.k_],
+                                  ref.removal_order_[: ref.best_iteration_ * ref.k_])

@@ -21,8 +21,9 @@ class DaskPurifier:
 
     The loop of :class:`divpred.Purifier` with ``method="fast1"`` (or ``"self_influence"``), a
     Newton :class:`~divpred.MultinomialLogit` and the same defaults: ``k="auto"`` (1% of n per
-    iteration), ``max_iter="auto"``, ``max_fraction=0.5`` and ``stop="auto"`` (the label-excess
-    rule, cross-fitted on the same folds with the same uniforms), so on the same data it
+    iteration), ``max_iter="auto"``, ``max_fraction=0.5`` and ``stop="auto"`` (the later of the
+    label-excess test, cross-fitted on the same folds with the same uniforms, and the knee of
+    V: :func:`divpred.stopping.auto_rule`), so on the same data it
     removes the same rows and stops at the same iteration. Every iteration fits the model by
     Newton with the gradient and Hessian as tree reductions (warm-started from the previous
     fit), scores the kept rows in four passes and removes the ``k`` largest scores; with
@@ -78,7 +79,7 @@ class DaskPurifier:
 
         from ...calibration import crossfit_folds
         from ...purify import _calibration_seed, resolve_batch_sizes
-        from ...stopping import calibration_fallback, calibration_rule
+        from ...stopping import auto_fallback, auto_rule, calibration_rule
 
         data = _prepare(X, y)
         n_pool = data.n
@@ -109,10 +110,14 @@ class DaskPurifier:
                 rec["label_excess_z"] = label_excess(data, model, folds, rng, fit_kwargs,
                                                      self.client)
             stopped_by = None
-            if folds is not None and calibration_rule(
-                    [r["label_excess_z"] for r in records] + [rec["label_excess_z"]],
-                    self.calibration_z) is not None:
-                stopped_by = "auto"
+            if folds is not None:
+                z = [r["label_excess_z"] for r in records] + [rec["label_excess_z"]]
+                if calibration_rule(z, self.calibration_z) is not None:
+                    # the Purifier's auto rule also waits for the knee of V, which needs this V
+                    rec["variance"] = _summary(data, model, self.client).variance
+                    if auto_rule(z, [r["variance"] for r in records] + [rec["variance"]],
+                                 self.calibration_z) is not None:
+                        stopped_by = "auto"
             elif len(order) + k > max_removed:
                 stopped_by = "max_fraction"
             elif it >= self.max_iter_:
@@ -120,13 +125,15 @@ class DaskPurifier:
             elif data.n - k < min_size:
                 stopped_by = "min_size"
             if stopped_by is not None:
-                rec["variance"] = _summary(data, model, self.client).variance
+                if "variance" not in rec:
+                    rec["variance"] = _summary(data, model, self.client).variance
                 rec["method_used"] = ""
                 removed = []
             else:
                 scores, info = _delta(data, model, self.method, self.client)
-                rec["variance"] = (info["variance"] if "variance" in info
-                                   else _summary(data, model, self.client).variance)
+                if "variance" not in rec:
+                    rec["variance"] = (info["variance"] if "variance" in info
+                                       else _summary(data, model, self.client).variance)
                 rec["method_used"] = self.method
                 removed = _top_k(scores, data.rows, k, self.client)
             if eval_set is not None:
@@ -145,8 +152,8 @@ class DaskPurifier:
         best = it
         if folds is not None:
             z = self.history_["label_excess_z"].to_numpy()
-            chosen = calibration_rule(z, self.calibration_z)
-            best = chosen if chosen is not None else calibration_fallback(z)
+            chosen = auto_rule(z, self.history_["variance"].to_numpy(), self.calibration_z)
+            best = chosen if chosen is not None else auto_fallback(z)
         self.best_iteration_ = int(best)
         self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
                                        tol=self.tol, max_iter=self.max_newton)
