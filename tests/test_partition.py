@@ -206,10 +206,10 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
     full = Partitioner(random_state=2).fit(X, y)
 
     # Interrupt a run after its second purity test, then resume from the checkpoint.
-    from divpred import partition as part_mod
+    from divpred.partition import _purity as part_mod
 
     calls = {"n": 0}
-    original = part_mod._Run._run_test
+    original = part_mod.PurityTests._run_test
 
     def flaky(self, *args, **kwargs):
         calls["n"] += 1
@@ -218,10 +218,10 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
         return original(self, *args, **kwargs)
 
     ck = tmp_path / "ck"
-    monkeypatch.setattr(part_mod._Run, "_run_test", flaky)
+    monkeypatch.setattr(part_mod.PurityTests, "_run_test", flaky)
     with pytest.raises(KeyboardInterrupt):
         Partitioner(random_state=2, checkpoint=ck).fit(X, y)
-    monkeypatch.setattr(part_mod._Run, "_run_test", original)
+    monkeypatch.setattr(part_mod.PurityTests, "_run_test", original)
     assert (ck / "partition-state.json").exists()
     assert list(ck.glob("purify-*.npz"))  # per-iteration Purifier checkpoints
     resumed = Partitioner(random_state=2, checkpoint=ck).fit(X, y)
@@ -230,7 +230,7 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     # A finished checkpoint replays without recomputing any test.
     calls["n"] = 0
-    monkeypatch.setattr(part_mod._Run, "_run_test", flaky)
+    monkeypatch.setattr(part_mod.PurityTests, "_run_test", flaky)
     again = Partitioner(random_state=2, checkpoint=ck).fit(X, y)
     assert calls["n"] == 0
     np.testing.assert_array_equal(again.labels_, full.labels_)
