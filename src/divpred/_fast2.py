@@ -2,8 +2,9 @@ r"""The semi-exact ("fast2") scores, chunked over candidates z (see ``scores``' 
 
 With H~ = (n/(n-1)) H_data + mu I and K~ = -G H~^{-1} G^T, removing z's Hessian term is the
 rank-B downdate H~ - B_z B_z^T, so K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}. Every per-z
-quantity is a row z of an n x n matrix: T[a][z, i] = xa_z . (H~^{-1} g_i)_a and
-KT[a][z, i] = sum_j K~_ij T[a][z, j]. They are built for a block of candidates at a time, so
+quantity is a row z of an n x n matrix: T[z, i, a] = xa_z . (H~^{-1} g_i)_a and
+KT[z, i, a] = sum_j K~_ij T[z, j, a]. They are built for a block of candidates at a time (one
+GEMM each) and combined by batched products over the candidates (B x B matrices per z), so
 besides K~ (n x n) memory is O(block n B) instead of about 4 B + 2 whole n x n matrices.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from ._state import FittedState, dual_gram
+from ._state import FittedState, dual_gram, inverse_from_cholesky
 from .models import _softmax as sm
 
 _BLOCK_BYTES = 64 * 2**20  # the per-block rows of T, KT, V_z, K~ V_z and e
@@ -30,29 +31,31 @@ def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
         A1 = Mxt * r[None, :]
 
         def rows(zs):
-            T = [A1[zs]]
-            return T, [T[0] @ Kt]
+            T = A1[zs]
+            return T[:, :, None], (T @ Kt)[:, :, None]
 
         Hd = np.diag(Mxt).copy()[:, None, None]
     else:
         Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
-        Hti = linalg.cho_solve(linalg.cho_factor(Ht, lower=True, check_finite=False),
-                               np.eye(m), check_finite=False)
+        Hti = inverse_from_cholesky(linalg.cholesky(Ht, lower=True, check_finite=False))
         G = state.G
         Ft = G @ Hti  # rows H~^{-1} g_i, (n, m)
         Kt = -(Ft @ G.T)
         Kt = 0.5 * (Kt + Kt.T)
-        KtFt = -(Ft @ ((G.T @ G) @ Hti))  # K~ Ft without an n^3 product
+        KtFt = -(Ft @ (state.row_stats.S @ Hti))  # K~ Ft without an n^3 product
+        # Row (i, a) of these is block a of Ft_i (of K~ Ft_i): xa_z times them is T (KT)
+        # for every i and a in one GEMM per block of candidates.
+        Ft_blocks = Ft.reshape(n * B, D).T
+        KtFt_blocks = KtFt.reshape(n * B, D).T
 
         def rows(zs):
             Xz = Xa[zs]
-            return ([Xz @ Ft[:, a * D : (a + 1) * D].T for a in range(B)],
-                    [Xz @ KtFt[:, a * D : (a + 1) * D].T for a in range(B)])
+            return (Xz @ Ft_blocks).reshape(-1, n, B), (Xz @ KtFt_blocks).reshape(-1, n, B)
 
-        Hd = sm.block_quadratic_forms(Xa, 0.5 * (Hti + Hti.T), B)
+        Hd = sm.block_quadratic_forms(Xa, Hti, B)
     Lz = sm.psd_factor(state.W)  # (n, B, B), W'_z = L_z L_z^T
     scale = 1.0 / np.sqrt(n - 1.0)
-    Omega = np.einsum("zab,zac,zcd->zbd", Lz, Hd, Lz) * scale**2
+    Omega = (Lz.transpose(0, 2, 1) @ Hd @ Lz) * scale**2
     Gamma = np.linalg.inv(np.eye(B)[None] - Omega)
     Gamma = 0.5 * (Gamma + Gamma.transpose(0, 2, 1))
 
@@ -67,10 +70,10 @@ def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
 
     S1 = np.empty(n)
     S2 = np.empty(n)
-    block = int(max(1, _BLOCK_BYTES // (8 * n * (4 * B + 2))))
+    block = int(max(1, _BLOCK_BYTES // (8 * n * (5 * B + 1))))
     for start in range(0, n, block):
         zs = np.arange(start, min(start + block, n))
-        S1[zs], S2[zs] = _removal_sums(zs, rows(zs), Kt, diagK, Lz[zs], Gamma[zs], scale)
+        S1[zs], S2[zs] = _removal_sums(zs, rows(zs), Kt, diagK, Lz[zs] * scale, Gamma[zs])
     S1 = (sumK - trK) - S1
     S2 = (sumK2 - diagK2) + S2
     Np = (n - 1.0) * (n - 2.0)
@@ -82,30 +85,26 @@ def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
     return v_fixed + f["shift"] + own_grad - own_hess
 
 
-def _removal_sums(zs, rows, Kt, diagK, Lz, Gamma, scale):
+def _removal_sums(zs, rows, Kt, diagK, Bz, Gamma):
     """For the candidates ``zs``: the Woodbury corrections of sum_{i != j} K^(z)_ij and of
-    sum_{i != j} (K^(z)_ij)^2 (the latter with the diagonal part already subtracted)."""
+    sum_{i != j} (K^(z)_ij)^2 (the latter with the diagonal part already subtracted).
+
+    ``rows`` = (T, KT), each (c, n, B), ``Bz`` = L_z / sqrt(n - 1), (c, B, B); then
+    V_z = T_z Bz_z (rows v_{z,i}) and K~ V_z = KT_z Bz_z, batched products over candidates.
+    """
     T, KT = rows
-    c, B = zs.shape[0], Lz.shape[1]
-    local = np.arange(c)
-    Vz, KV = [], []
-    for b in range(B):
-        v = sum(Lz[:, a, b][:, None] * T[a] for a in range(B)) * scale
-        kv = sum(Lz[:, a, b][:, None] * KT[a] for a in range(B)) * scale
-        # z leaves the set: drop v_{z,z} from every sum over i
-        kv -= Kt[zs] * v[local, zs][:, None]
-        v[local, zs] = 0.0
-        Vz.append(v)
-        KV.append(kv)
-    a_vec = np.stack([v.sum(axis=1) for v in Vz], axis=1)  # (c, B)
-    A = np.empty((c, B, B))
-    VKV = np.empty((c, B, B))
-    e = np.zeros_like(Vz[0])
-    for a in range(B):
-        for b in range(B):
-            A[:, a, b] = np.einsum("zi,zi->z", Vz[a], Vz[b])
-            VKV[:, a, b] = np.einsum("zi,zi->z", Vz[a], KV[b])
-            e += Gamma[:, a, b][:, None] * Vz[a] * Vz[b]
+    local = np.arange(zs.shape[0])
+    V = T @ Bz  # (c, n, B)
+    KV = KT @ Bz
+    # z leaves the set: drop v_{z,z} from every sum over i
+    vzz = V[local, zs]  # (c, B)
+    KV -= Kt[zs][:, :, None] * vzz[:, None, :]
+    V[local, zs] = 0.0
+    Vt = V.transpose(0, 2, 1)
+    a_vec = V.sum(axis=1)  # (c, B)
+    A = Vt @ V  # V_z^T V_z, (c, B, B)
+    VKV = Vt @ KV
+    e = np.einsum("zib,zib->zi", V @ Gamma, V)  # v_{z,i}^T Gamma_z v_{z,i}
     s1 = np.einsum("za,zab,zb->z", a_vec, Gamma, a_vec) - e.sum(axis=1)
     GA = Gamma @ A
     sq = -2.0 * np.einsum("zab,zba->z", Gamma, VKV) + np.einsum("zab,zba->z", GA, GA)

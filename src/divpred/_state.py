@@ -123,8 +123,7 @@ class FittedState:
     @cached_property
     def Hinv(self) -> np.ndarray:
         """H^{-1}, (m, m), symmetric: the chunked passes multiply blocks of G by it."""
-        Hinv = linalg.cho_solve(self.cho, np.eye(self.m), check_finite=False)
-        return 0.5 * (Hinv + Hinv.T)
+        return inverse_from_cholesky(self.cho[0])
 
     @cached_property
     def HinvGt(self) -> np.ndarray:
@@ -195,6 +194,16 @@ class FittedState:
 
     def train_accuracy(self) -> float:
         return float(np.mean(np.argmax(self.P, axis=1) == self.yidx))
+
+
+def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """A^{-1} (symmetric, full) from the lower Cholesky factor L of A (the lower triangle of
+    ``L`` is read): LAPACK potri, half the work of solving against the identity."""
+    inv, info = linalg.lapack.dpotri(L, lower=1)
+    if info != 0:
+        raise ValueError("the damped Hessian is singular; use damping > 0 or alpha > 0")
+    lower = np.tril(inv)
+    return lower + np.tril(lower, -1).T
 
 
 def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:

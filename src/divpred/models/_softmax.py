@@ -21,6 +21,7 @@ damping (see ``docs/math.md``). Passing ``Q = I_C`` gives the full coordinates.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -206,6 +207,55 @@ def weighted_block_gram(Xa: np.ndarray, Wts: np.ndarray) -> np.ndarray:
     return _assemble_blocks(_gram_upper(Xa, Wu), B)
 
 
+# Pair products of the design for the Hessians of a Newton fit: used when the weighted Gram
+# has at least this many blocks (C >= 5 classes) and the products of all rows fit in this
+# budget. Each block Xa^T diag(w) Xa is symmetric, so one GEMM of the n x D (D + 1) / 2
+# products with the n x K weights does half the multiplications of the per-block GEMMs, in one
+# long BLAS call (digits, n = 500, D = 65, K = 45: about 4x faster per Hessian).
+_PAIR_MIN_BLOCKS = 10
+_PAIR_BYTES = 64 * 2**20
+
+
+def pair_products(Xa: np.ndarray, n_blocks: int) -> np.ndarray | None:
+    """xa_ik xa_il for k <= l, shape (n, D (D + 1) / 2), or None where not worth it.
+
+    Only the design enters, so a fit computes them once for all its Newton steps (see
+    :func:`data_hessian`); None when there are fewer than ``_PAIR_MIN_BLOCKS`` weighted blocks
+    or the array would exceed ``_PAIR_BYTES``.
+    """
+    n, D = Xa.shape
+    if n_blocks < _PAIR_MIN_BLOCKS or 8 * n * D * (D + 1) // 2 > _PAIR_BYTES:
+        return None
+    iu, ju = np.triu_indices(D)
+    return Xa[:, iu] * Xa[:, ju]
+
+
+def _gram_from_pairs(pairs: np.ndarray, Wu: np.ndarray, D: int, B: int) -> np.ndarray:
+    """sum_i W_i (x) xa_i xa_i^T, (B D, B D), from :func:`pair_products` and the weights
+    ``Wu`` (n, K) of the blocks a <= b."""
+    upper = (Wu.T @ pairs).ravel()  # (K, D (D + 1) / 2): entry k <= l of each block
+    out = np.empty((B * D, B * D))
+    flat = out.reshape(-1)  # a view: scattering into it fills ``out``
+    for positions in _pair_positions(D, B):
+        flat[positions] = upper
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_positions(D: int, B: int) -> tuple[np.ndarray, ...]:
+    """Flat positions in the (B D, B D) matrix of the value of (block a <= b, entry k <= l)
+    of :func:`_gram_from_pairs`: (a k, b l), (a l, b k) (each block is symmetric) and their
+    mirror images."""
+    ia, ib = _upper_pairs(B)
+    iu, ju = np.triu_indices(D)
+    r1 = (ia[:, None] * D + iu[None, :]).ravel()
+    c1 = (ib[:, None] * D + ju[None, :]).ravel()
+    r2 = (ia[:, None] * D + ju[None, :]).ravel()
+    c2 = (ib[:, None] * D + iu[None, :]).ravel()
+    m = B * D
+    return r1 * m + c1, c1 * m + r1, r2 * m + c2, c2 * m + r2
+
+
 def data_hessian(
     Xa: np.ndarray,
     theta: np.ndarray,
@@ -213,8 +263,19 @@ def data_hessian(
     *,
     weights: np.ndarray | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    pairs: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Sum over points of w_i h_i (not divided by n), shape (m, m), chunked over rows."""
+    """Sum over points of w_i h_i (not divided by n), shape (m, m), chunked over rows.
+
+    ``pairs``: :func:`pair_products` of ``Xa`` when the caller has them (the same sum in one
+    GEMM, equal to rounding).
+    """
+    if pairs is not None:
+        Wu = _upper_hessian_weights(probabilities(Xa, theta), Q)
+        if weights is not None:
+            Wu *= weights[:, None]
+        with _single_threaded_blas():
+            return _gram_from_pairs(pairs, Wu, Xa.shape[1], Q.shape[1])
     return _data_hessian(Xa, Q, theta=theta, weights=weights, chunk_size=chunk_size)
 
 

@@ -268,16 +268,17 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         grad = (Q.T @ R.T @ Xa) / n + self.alpha * phi
         return f, grad.ravel(), theta
 
-    def _newton_direction(self, Xa, theta, Q, w, grad, gram):
+    def _newton_direction(self, Xa, theta, Q, w, grad, gram, pairs=None):
         """H^{-1} grad for the objective's Hessian H = (1/n) sum_i w_i h_i + alpha I.
 
         With ``gram`` (= Xa Xa^T, given when n (C-1) < m and alpha > 0) the dual form
         H^{-1} v = (v - J^T U F^{-1} U^T J v) / alpha, F = alpha I + U^T (gram (x) I) U,
         U_i U_i^T = w_i Q^T W_i Q / n, costs O((n B)^3) instead of O(n m^2 + m^3).
+        ``pairs``: :func:`~divpred.models._softmax.pair_products` of ``Xa`` (primal form).
         """
         n, D = Xa.shape
         if gram is None:
-            H = sm.data_hessian(Xa, theta, Q, weights=w) / n
+            H = sm.data_hessian(Xa, theta, Q, weights=w, pairs=pairs) / n
             H[np.diag_indices_from(H)] += self.alpha
             return _psd_solve(H, grad)
         B = Q.shape[1]
@@ -305,13 +306,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
         f, grad, theta = self._reduced_objective(phi, Xa, yidx, Q, w)
         # Fewer points than parameters (images): Newton systems of size n (C-1), not m.
-        gram = None
+        gram = pairs = None
         if self.alpha > 0 and n * Q.shape[1] < m:
             gram = Xa @ Xa.T if input_gram is None else input_gram
+        else:  # the design's pair products serve the Hessian of every Newton step
+            pairs = sm.pair_products(Xa, Q.shape[1] * (Q.shape[1] + 1) // 2)
         for it in range(1, self.max_iter + 1):
             if np.max(np.abs(grad)) <= self.tol:
                 return phi.reshape(-1, D), it - 1, True
-            step = self._newton_direction(Xa, theta, Q, w, grad, gram)
+            step = self._newton_direction(Xa, theta, Q, w, grad, gram, pairs)
             decrement = grad @ step  # squared Newton decrement: twice the predicted decrease
             if decrement <= 1e-12 * max(1.0, abs(f)):
                 # Quadratic regime: the decrease is below the rounding of f, so a line search
