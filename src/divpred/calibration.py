@@ -69,41 +69,217 @@ def crossfit_folds(y: np.ndarray, random_state=None, n_folds: int = N_FOLDS) -> 
 
 
 def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
-                           classes: np.ndarray) -> np.ndarray:
-    """Class probabilities of every row from the model refit on the other folds.
+                           classes: np.ndarray, *, input_gram: np.ndarray | None = None,
+                           solver: str = "chord") -> np.ndarray:
+    r"""Class probabilities of every row from the model refit on the other folds.
 
     Parameters
     ----------
     model : fitted MultinomialLogit
-        Its settings define the refits; its parameters start them (Newton converges to the same
-        minimiser from any start, so the start only saves iterations).
+        Its settings define the refits (the objective and ``tol``); its parameters start them.
     X : ndarray of shape (N, d); y : ndarray of shape (N,); fold : ndarray of int, shape (N,)
     classes : ndarray of shape (C,)
         Column order of the result; a class missing from a refit's training rows gets
         probability 0 there.
+    input_gram : ndarray of shape (N, N), optional
+        [X, 1] [X, 1]^T, when the caller has it (the dual solves of m > N use it).
+    solver : {"chord", "refit"}
+        ``"refit"``: each fold's model is ``clone(model)`` warm-started from ``model`` and
+        fitted by its own solver (Newton: a fresh Hessian for every direction).
+        ``"chord"`` (the default; a fitted Newton or L-BFGS model with alpha > 0): the same
+        minimisers, cheaper. With phi the kept-set fit (reduced coordinates), fold f's
+        objective f_{-f}(psi) = (1 / N_{-f}) sum_{i not in f} l_i(psi) + (alpha / 2) ||psi||^2
+        is minimised from phi by limited-memory BFGS whose initial inverse Hessian is the
+        fold's Hessian at phi, H_{-f} = (sum_i h_i(phi) - sum_{i in f} h_i(phi)) / N_{-f}
+        + alpha I: one pass of per-fold Hessian sums and one Cholesky per fold serve all the
+        steps, each of which costs a gradient. Its first step is the one-step
+        (infinitesimal-jackknife) approximation of leaving fold f out; the later ones correct
+        it, and the iteration stops at the refit's own criterion, max |grad f_{-f}| <=
+        ``model.tol``. By the alpha-strong convexity of f_{-f}, two points whose gradients
+        are within ``tol`` in max-norm are within 2 sqrt(m) tol / alpha of each other (m the
+        number of reduced parameters), so both solvers give the same probabilities up to
+        ||xa_i|| times that. A fold with fewer training rows than parameters (the refit then
+        uses n x n dual Newton systems, cheaper than the many quasi-Newton steps such
+        near-separable fits need), or whose quasi-Newton run does not reach ``tol`` in
+        ``CHORD_MAX_STEPS`` steps, is refit by the model's own solver (warm-started).
 
     Returns
     -------
     ndarray of shape (N, C)
     """
+    if solver not in ("chord", "refit"):
+        raise ValueError(f"solver must be 'chord' or 'refit'; got {solver!r}")
     P = np.zeros((X.shape[0], classes.shape[0]))
-    for f in np.unique(fold):
+    folds = np.unique(fold)
+    chord = (solver == "chord" and _chord_applies(model)
+             and all(np.array_equal(np.unique(y[fold != f]), model.classes_) for f in folds))
+    if chord:
+        return _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P)
+    for f in folds:
         train, test = fold != f, fold == f
         if np.unique(y[train]).shape[0] < 2:
             # One class to learn from: the refit would predict it with certainty.
             P[np.ix_(test, np.searchsorted(classes, np.unique(y[train])))] = 1.0
             continue
-        refit = clone(model)
-        if np.array_equal(np.unique(y[train]), model.classes_) and hasattr(model, "coef_"):
-            refit.set_params(warm_start=True)
-            refit.classes_, refit.coef_ = model.classes_, model.coef_.copy()
-            refit.intercept_ = model.intercept_.copy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            refit.fit(X[train], y[train])
+        start = model.theta_ if hasattr(model, "coef_") else None
+        gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+        refit = _refit(model, X[train], y[train], start, gram)
         cols = np.searchsorted(classes, refit.classes_)
         P[np.ix_(test, cols)] = refit.predict_proba(X[test])
     return P
+
+
+CHORD_MAX_STEPS = 200
+"""Quasi-Newton steps per fold before the fold is finished by a warm-started refit."""
+
+QN_MEMORY = 20
+"""Pairs (s, y) kept by the limited-memory BFGS of the chord path."""
+
+
+def _chord_applies(model) -> bool:
+    """The chord path needs the exact objective of a fitted Newton/L-BFGS MultinomialLogit."""
+    from .models import MultinomialLogit
+
+    return (isinstance(model, MultinomialLogit) and hasattr(model, "coef_")
+            and model.solver in ("newton", "lbfgs") and model.alpha > 0)
+
+
+def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
+           input_gram: np.ndarray | None = None):
+    """``clone(model)`` fitted on (X, y), warm-started from ``theta_start`` when the classes
+    match (with the rows' [X, 1] Gram matrix, if given, for the model's dual solves)."""
+    from .models import MultinomialLogit
+
+    refit = clone(model)
+    if theta_start is not None and np.array_equal(np.unique(y), model.classes_):
+        refit.set_params(warm_start=True)
+        refit.classes_ = model.classes_
+        refit.coef_ = np.array(theta_start[:, :-1])
+        refit.intercept_ = np.array(theta_start[:, -1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if input_gram is not None and isinstance(refit, MultinomialLogit):
+            refit._fit(X, y, input_gram=input_gram)
+        else:
+            refit.fit(X, y)
+    return refit
+
+
+def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P):
+    """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring)."""
+    from .models import _softmax as sm
+
+    Xa = sm.augment(np.asarray(X, dtype=np.float64))
+    yidx = np.searchsorted(model.classes_, y)
+    C, D = model.theta_.shape
+    Q = sm.contrast_basis(C)
+    B = C - 1
+    m = B * D
+    phi0 = Q.T @ model.theta_
+    alpha, tol = float(model.alpha), float(model.tol)
+    cols = np.searchsorted(classes, model.classes_)
+    with sm._single_threaded_blas():
+        P0 = sm.probabilities(Xa, model.theta_)
+        W = sm.hessian_weights(P0, Q)  # (N, B, B) at phi
+        in_fold = [fold == f for f in folds]
+        primal = [np.count_nonzero(~rows) * B >= m for rows in in_fold]
+        total = None
+        fold_sums = {}
+        if any(primal):
+            # sum_i h_i(phi) per fold: one pass over the rows in all
+            for f, rows in zip(folds, in_fold, strict=True):
+                fold_sums[f] = sm.weighted_block_gram(Xa[rows], W[rows])
+            total = sum(fold_sums.values())
+        for f, rows, use_primal in zip(folds, in_fold, primal, strict=True):
+            train = ~rows
+            gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+            theta = None
+            if use_primal:
+                H = (total - fold_sums[f]) / np.count_nonzero(train)
+                H[np.diag_indices_from(H)] += alpha
+                phi, converged = _chord_minimise(phi0, Xa[train], yidx[train], Q, alpha, tol,
+                                                 _cholesky_solver(H))
+                theta = Q @ phi.reshape(B, D)
+            # Fewer rows than parameters: the model's dual Newton steps (one n x n Cholesky
+            # each) beat many quasi-Newton steps there; a stalled chord is finished the same way.
+            if theta is None or not converged:
+                start = model.theta_ if theta is None else theta
+                theta = _refit(model, X[train], y[train], start, gram).theta_
+            P[np.ix_(rows, cols)] = sm.probabilities(Xa[rows], theta)
+    return P
+
+
+def _objective_gradient(phi, Xa, yidx, Q, alpha):
+    """(f, grad f) of f = (1/n) sum_i l_i + (alpha/2) ||phi||^2 in reduced coordinates."""
+    from .models import _softmax as sm
+
+    n, D = Xa.shape
+    B = Q.shape[1]
+    logp = sm.log_probabilities(Xa, Q @ phi.reshape(B, D))
+    f = -logp[np.arange(n), yidx].mean() + 0.5 * alpha * (phi @ phi)
+    R = sm.residuals(np.exp(logp), yidx)
+    return f, ((Q.T @ (R.T @ Xa)) / n).ravel() + alpha * phi
+
+
+def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
+    """Minimise from phi0 to max |grad| <= tol: (point, whether it got there).
+
+    Limited-memory BFGS whose initial inverse Hessian is ``solve`` (the fold's Hessian at
+    phi0), with Armijo backtracking: the first step is the Newton step of that Hessian, later
+    ones correct it with the observed changes of the gradient (s^T y >= alpha ||s||^2 > 0 by
+    strong convexity, so every pair is admissible)."""
+    phi = phi0.ravel().copy()
+    f, grad = _objective_gradient(phi, Xa, yidx, Q, alpha)
+    pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for _ in range(CHORD_MAX_STEPS):
+        if np.max(np.abs(grad)) <= tol:
+            return phi, True
+        step = _two_loop(grad, pairs, solve)
+        decrement = grad @ step
+        if not decrement > 0:
+            pairs.clear()
+            step = solve(grad)
+            decrement = grad @ step
+        t = 1.0
+        while True:
+            cand = phi - t * step
+            f_c, g_c = _objective_gradient(cand, Xa, yidx, Q, alpha)
+            # below the rounding of f (quadratic regime) the step is judged by the gradient
+            if (decrement <= 1e-12 * max(1.0, abs(f)) or f_c <= f - 1e-4 * t * decrement
+                    or t < 1e-10):
+                break
+            t *= 0.5
+        if t < 1e-10 and f_c >= f:
+            break
+        s_k, y_k = cand - phi, g_c - grad
+        sy = float(s_k @ y_k)
+        if sy > 0:
+            pairs.append((s_k, y_k, 1.0 / sy))
+            if len(pairs) > QN_MEMORY:
+                pairs.pop(0)
+        phi, f, grad = cand, f_c, g_c
+    return phi, bool(np.max(np.abs(grad)) <= tol)
+
+
+def _two_loop(grad, pairs, solve):
+    """The L-BFGS product H_k^{-1} grad with H_0^{-1} = ``solve`` (Nocedal & Wright, alg. 7.4)."""
+    q = grad.copy()
+    coefs = []
+    for s_k, y_k, rho in reversed(pairs):
+        a = rho * (s_k @ q)
+        q -= a * y_k
+        coefs.append(a)
+    r = solve(q)
+    for (s_k, y_k, rho), a in zip(pairs, reversed(coefs), strict=True):
+        r += (a - rho * (y_k @ r)) * s_k
+    return r
+
+
+def _cholesky_solver(H: np.ndarray):
+    from scipy import linalg
+
+    factor = linalg.cho_factor(H, lower=True, check_finite=False)
+    return lambda v: linalg.cho_solve(factor, v, check_finite=False)
 
 
 def label_pvalues(P: np.ndarray, yidx: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -464,7 +464,7 @@ default="auto"
         }
         if self._calibrate:
             rec["label_excess_z"] = self._label_excess(it, model, X[keep], y[keep],
-                                                       self._folds[keep])
+                                                       self._folds[keep], self._gram.rows(keep))
         if eval_set is not None:
             rec["eval_accuracy"] = float(model.score(*eval_set))
         if val_set is not None:
@@ -473,10 +473,10 @@ default="auto"
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
         return rec, fitted
 
-    def _label_excess(self, it, model, Xk, yk, fold) -> float:
+    def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> float:
         """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""
         classes = np.unique(yk)
-        P = crossfit_probabilities(model, Xk, yk, fold, classes)
+        P = crossfit_probabilities(model, Xk, yk, fold, classes, input_gram=gram)
         rng = np.random.default_rng([_calibration_seed(self.random_state), it])
         return label_excess_z(label_pvalues(P, np.searchsorted(classes, yk), rng))
 
