@@ -11,6 +11,7 @@ from scipy import linalg
 from ._rowpass import GradientRowStats, default_chunk_rows, gradient_row_stats
 from ._validation import MIN_POINTS, check_features, check_labels
 from .models import _softmax as sm
+from .models._alpha import fitted_alpha
 
 
 @dataclass
@@ -52,7 +53,7 @@ class FittedState:
             Xa=sm.augment(X),
             yidx=model.encode_labels(y),
             theta=model.theta_,
-            mu=float(model.alpha + model.damping),
+            mu=fitted_alpha(model) + float(model.damping),
             for_fast_scores=for_fast_scores,
             input_gram=input_gram,
         )

@@ -122,9 +122,10 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
         its chosen iteration (``purifier_.model_``), so the classifier then predicts exactly
         like the purification curve at ``best_iteration_``.
     purifier : Purifier, default=None
-        Cloned. Default ``Purifier(MultinomialLogit(alpha=1e-4))``: ``stop="auto"`` picks how
-        many points to remove (none when the labels show no contamination), 1% of the rows per
-        iteration, at most half of them.
+        Cloned. Default ``Purifier()``: ``stop="auto"`` picks how many points to remove (none
+        when the labels show no contamination), 1% of the rows per iteration, at most half of
+        them; the model's ``alpha="auto"`` refits the final model with the L2 strength of least
+        cross-validated log-loss on the kept rows.
     random_state : int or None
         Passed to the purifier (and the estimator) when theirs is None.
 
@@ -147,7 +148,7 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_purifier(self) -> Purifier:
         pur = (clone(self.purifier) if self.purifier is not None
-               else Purifier(_default_model()))
+               else Purifier())
         if not isinstance(pur, Purifier):
             raise ValueError(f"purifier must be a divpred Purifier; got {type(pur).__name__}")
         _seed_param(pur, self.random_state)

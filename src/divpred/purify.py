@@ -22,10 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _io
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
+from ._purify_alpha import chooses_alpha, refit_with_chosen_alpha
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z, label_pvalues
 from .models import MultinomialLogit
+from .models._alpha import REFERENCE_ALPHA
 from .models._softmax import _single_threaded_blas, augment
 from .scores import (
     DELTA_METHODS,
@@ -63,9 +65,12 @@ class Purifier(BaseEstimator):
     Parameters
     ----------
     model : estimator, default=None
-        A :class:`~divpred.MultinomialLogit` (cloned); default ``MultinomialLogit()``.
+        A :class:`~divpred.MultinomialLogit` (cloned); default ``MultinomialLogit(alpha="auto")``.
         Newton and L-BFGS refits warm-start from the previous iteration; Adam refits from
-        scratch with the same seed, like the paper.
+        scratch with the same seed, like the paper. With ``MultinomialLogit(alpha="auto")`` the
+        purification runs with alpha = 1e-4, and ``model_`` is refitted on the kept rows with
+        the alpha of smallest 5-fold cross-validated log-loss on them
+        (:mod:`divpred._purify_alpha`, ``docs/purification.md`` 7.2).
     method : str, default="fast"
         Scoring method, one of :data:`~divpred.DELTA_METHODS`.
     k : int, float in (0, 1) or "auto", default="auto"
@@ -154,6 +159,11 @@ default="auto"
         One sentence saying the same for people, e.g. "the knee rule fired at iteration 24".
     seconds_ : list of float
         Wall time of each iteration (not part of the history, so that resumed runs compare equal).
+    alpha_ : float
+        Only with ``alpha="auto"``: the L2 strength of ``model_``.
+    alpha_scores_ : ndarray of shape (len(ALPHA_GRID),)
+        Only with ``alpha="auto"``: the cross-validated log-loss on the kept rows of every
+        value of :data:`divpred.models._alpha.ALPHA_GRID`.
     """
 
     def __init__(
@@ -263,7 +273,10 @@ default="auto"
                 raise ValueError(f"contamination must be a boolean mask of shape ({n},)")
         eval_set = _check_pair(eval_set, "eval_set")
         validation_set = _check_pair(validation_set, "validation_set")
-        base = clone(self.model) if self.model is not None else MultinomialLogit()
+        base = clone(self.model) if self.model is not None else MultinomialLogit(alpha="auto")
+        auto_alpha = chooses_alpha(base)
+        if auto_alpha:  # purify with the reference alpha; choose the final model's at the end
+            base.set_params(alpha=REFERENCE_ALPHA)
 
         pool = np.ones(n, dtype=bool)
         if self.stop == "validation" and validation_set is None:
@@ -378,6 +391,9 @@ default="auto"
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
         _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
+        if auto_alpha:
+            self.alpha_, self.alpha_scores_, self.model_ = refit_with_chosen_alpha(
+                self.model_, X, y, self.keep_mask_, _calibration_seed(self.random_state))
         del self._pool, self._gram, self._folds
         return self
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+
 
 def progress_label(args, label: str) -> str | bool:
     """The ``progress`` parameter for an estimator: the bar's label, or False for no bar.
@@ -18,3 +21,17 @@ def resume_hint(checkpoint, flag: str) -> str:
         return (f"the work finished so far is in the checkpoint {checkpoint}: run the same "
                 "command again to resume")
     return f"nothing was kept: add {flag} to make the run resumable"
+
+
+def alpha_value(text: str) -> float | str:
+    """argparse type of --alpha: "auto" or a finite number >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: expected a finite number >= 0 or 'auto'")
+    return value

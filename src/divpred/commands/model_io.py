@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from .._choices import MODEL_KINDS, STOP_RULES
+from ._common import alpha_value
 
 # numpy, pandas and the model-file code are imported inside the functions: 'divpred --help'
 # imports this module and must start fast.
@@ -50,7 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="routing of --kind dnp")
     fit.add_argument("--stop", choices=STOP_RULES, default="auto",
                      help="stopping rule of --kind purified")
-    fit.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the models")
+    fit.add_argument("--alpha", type=alpha_value, default=None,
+                     help="L2 strength of the models (default: 'auto' for --kind purified, "
+                     "chosen on the kept rows; 1e-4 for --kind dnp)")
     fit.add_argument("--random-state", type=int, default=0, metavar="N", help="random seed")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     _quiet_flag(fit)
@@ -94,12 +97,15 @@ def _make_estimator(args):
     from ..partition import Partitioner
     from ..purify import Purifier
 
-    model = MultinomialLogit(alpha=args.alpha)
     if args.kind == "purified":
+        model = MultinomialLogit(alpha="auto" if args.alpha is None else args.alpha)
         return PurifiedClassifier(
             purifier=Purifier(model, stop=args.stop),
             random_state=args.random_state,
         )
+    if args.alpha == "auto":
+        raise ValueError("--alpha auto is for --kind purified; give --kind dnp a number")
+    model = MultinomialLogit(alpha=1e-4 if args.alpha is None else args.alpha)
     return DivideAndPredictClassifier(
         expert=model, routing=args.routing, partitioner=Partitioner(model),
         random_state=args.random_state,

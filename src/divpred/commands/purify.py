@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .._choices import DELTA_METHODS, SOLVERS, STOP_RULES
-from ._common import progress_label, resume_hint
+from ._common import alpha_value, progress_label, resume_hint
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,7 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stop", default="auto", choices=STOP_RULES,
                    help="label-free rule that picks the iteration to keep ('auto': stop when "
                    "the kept labels are no more improbable than held-out predictions allow)")
-    p.add_argument("--alpha", type=float, default=1e-4, help="L2 strength of the model")
+    p.add_argument("--alpha", type=alpha_value, default="auto",
+                   help="L2 strength of the model, or 'auto': purify with 1e-4, then fit the "
+                   "final model with the strength of least cross-validated log-loss on the "
+                   "kept rows")
     p.add_argument("--damping", type=float, default=0.01,
                    help="added to the Hessian before inversion")
     p.add_argument("--solver", default="newton", choices=SOLVERS, help="model training")

@@ -7,13 +7,14 @@ from numbers import Real
 
 import numpy as np
 from scipy import linalg, optimize
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .._choices import SOLVERS
 from .._validation import check_features, check_positive_int, check_weights, check_X_y
 from . import _softmax as sm
+from ._alpha import REFERENCE_ALPHA, check_alpha, choose_alpha, fitted_alpha
 
 _SOLVERS = SOLVERS
 # Newton on n >= _SUBSAMPLE_MIN_N rows (and no warm start) starts from the Newton fit on a fixed
@@ -43,9 +44,14 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    alpha : float, default=1e-4
+    alpha : float or "auto", default=1e-4
         L2 strength of the objective above. ``alpha=0`` reproduces the paper's unregularised model
         (use ``solver="adam"`` then: with separable data no finite minimiser exists).
+        ``"auto"``: the value of :data:`~divpred.models._alpha.ALPHA_GRID` with the smallest
+        5-fold cross-validated log-loss on the training data (``sample_weight`` enters only the
+        final fit), stored in ``alpha_``. Inside a :class:`~divpred.Purifier` the choice is
+        made on the rows the purification keeps, not on the raw data (``docs/purification.md``
+        7.2).
     damping : float, default=0.01
         Added to the Hessian (times the identity) before it is inverted for influences; the
         paper uses 0.01. It does not change the fit.
@@ -79,6 +85,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
     converged_ : bool
     objective_ : float
         Final value of f(theta).
+    alpha_ : float
+        The L2 strength of the fit: ``alpha``, or the value chosen when ``alpha="auto"``.
+    alpha_scores_ : ndarray of shape (len(ALPHA_GRID),)
+        With ``alpha="auto"`` only: the cross-validated log-loss of every grid value.
     """
 
     def __init__(
@@ -111,10 +121,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
     def _check_params(self) -> None:
         if self.solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {_SOLVERS}; got {self.solver!r}")
-        for name in ("alpha", "damping"):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        check_alpha(self.alpha)
+        if not isinstance(self.damping, Real) or not np.isfinite(self.damping) or (
+                self.damping < 0):
+            raise ValueError(f"damping must be a finite number >= 0; got {self.damping!r}")
         for name in ("tol", "learning_rate", "loss_tol"):
             value = getattr(self, name)
             if not isinstance(value, Real) or not value > 0:
@@ -147,6 +157,8 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         X, y = check_X_y(X, y)
+        if self.alpha == "auto":
+            return self._fit_auto(X, y, sample_weight, input_gram)
         _check_magnitude(X)
         w = check_weights(sample_weight, X.shape[0])
         classes, yidx = np.unique(y, return_inverse=True)
@@ -199,6 +211,22 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         self.n_iter_ = int(n_iter)
         self.converged_ = bool(converged)
         self.objective_ = float(self._objective_theta(Xa, yidx, theta, w))
+        self.alpha_ = float(self.alpha)
+        return self
+
+    def _fit_auto(self, X, y, sample_weight, input_gram) -> MultinomialLogit:
+        """``alpha="auto"``: choose alpha by cross-validation, then fit with it."""
+        numeric = clone(self).set_params(alpha=REFERENCE_ALPHA)
+        alpha, losses = choose_alpha(numeric, X, y)
+        numeric.set_params(alpha=alpha)
+        if self.warm_start and hasattr(self, "coef_"):
+            numeric.classes_, numeric.coef_ = self.classes_, self.coef_
+            numeric.intercept_ = self.intercept_
+        numeric._fit(X, y, sample_weight, input_gram=input_gram)
+        for name, value in vars(numeric).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        self.alpha_scores_ = losses
         return self
 
     def _subsample_start(self, Xa, yidx, Q, w):
@@ -471,7 +499,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         H = sm._data_hessian(
             X, self._basis(reduced), theta=self.theta_, add_intercept=True
         ) / X.shape[0]
-        H[np.diag_indices_from(H)] += self.alpha + (self.damping if damped else 0.0)
+        H[np.diag_indices_from(H)] += fitted_alpha(self) + (self.damping if damped else 0.0)
         return H
 
     def _basis(self, reduced: bool) -> np.ndarray:
