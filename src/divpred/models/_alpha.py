@@ -8,10 +8,11 @@ criterion is the mean held-out log-loss
 
     L(\alpha) = -\frac{1}{N} \sum_{i=1}^{N} \log p^{(-f(i))}_\alpha(y_i \mid x_i),
 
-where f(i) is the fold of row i. The choice is the grid value with the smallest L. Each fold
-fits the grid from the largest alpha to the smallest, each fit warm-started from the previous
-one: the objective is strictly convex for alpha > 0, so the start changes only the number of
-Newton steps, not the minimiser.
+where f(i) is the fold of row i (rows whose class is absent from their training folds are
+left out: every alpha gives them probability 0). The choice is the grid value with the smallest
+L. Each fold fits the grid from the largest alpha to the smallest, each fit warm-started from
+the previous one: the objective is strictly convex for alpha > 0, so the start changes only the
+number of Newton steps, not the minimiser.
 
 On contaminated data this criterion prefers the strong penalties that blind the purification
 (``docs/purification.md`` 7.2); :class:`~divpred.Purifier` therefore applies it to the rows it
@@ -55,12 +56,15 @@ def cross_validated_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_G
     fold = crossfit_folds(y, random_state, n_folds=n_folds)
     order = np.argsort(alphas)[::-1]  # strongest penalty first: the easiest fit to start from
     P = np.zeros((len(alphas), y.shape[0], classes.shape[0]))
+    # A row whose class is absent from its training folds has probability 0 under every alpha:
+    # it cannot tell the alphas apart and is left out of the mean.
+    seen = np.ones(y.shape[0], dtype=bool)
     warm = model.get_params().get("solver") != "adam"
     for f in np.unique(fold):
         train, test = fold != f, fold == f
+        seen[test] = np.isin(y[test], y[train])
         if np.unique(y[train]).shape[0] < 2:
-            # One class to learn from: every alpha predicts it with certainty.
-            P[:, np.ix_(test, np.searchsorted(classes, np.unique(y[train])))] = 1.0
+            P[:, test, np.searchsorted(classes, y[train][0])] = 1.0  # the one class, certain
             continue
         fit = clone(model).set_params(warm_start=warm)
         for j in order:
@@ -70,7 +74,10 @@ def cross_validated_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_G
                 fit.fit(X[train], y[train])
             P[j][np.ix_(test, np.searchsorted(classes, fit.classes_))] = fit.predict_proba(
                 X[test])
-    p_label = P[:, np.arange(y.shape[0]), yidx]
+    if not seen.any():
+        raise ValueError("no row's class appears in the other folds: too few rows per class "
+                         "to choose alpha by cross-validation")
+    p_label = P[:, np.arange(y.shape[0]), yidx][:, seen]
     with np.errstate(divide="ignore"):
         return -np.mean(np.log(p_label), axis=1)
 
