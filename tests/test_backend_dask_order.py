@@ -12,11 +12,11 @@ from divpred.backends import dask_backend as db  # noqa: E402
 from .conftest import make_classification  # noqa: E402
 
 
-def _contaminated(n, seed):
-    """Three classes, 5% of the labels replaced at random: something to purify."""
+def _contaminated(n, seed, share=0.05):
+    """Three classes, ``share`` of the labels replaced at random: something to purify."""
     X, y = make_classification(n, 5, 3, seed=seed, noise=0.5)
     rng = np.random.default_rng(seed)
-    flip = rng.choice(n, size=n // 20, replace=False)
+    flip = rng.choice(n, size=round(share * n), replace=False)
     y[flip] = (y[flip] + rng.integers(1, 3, size=flip.size)) % 3
     return X, y
 
@@ -57,7 +57,8 @@ def test_dask_purifier_has_the_purifier_defaults_and_stops_where_it_does():
     for name in ("k", "max_iter", "max_fraction", "min_size", "stop", "calibration_z",
                  "random_state"):
         assert dask_defaults[name] == numpy_defaults[name], name
-    X, y = _contaminated(10_000, seed=3)
+    # 10% flipped: 5% is removed within the auto rule's probe window, which then keeps all
+    X, y = _contaminated(10_000, seed=3, share=0.1)
     ref = Purifier(MultinomialLogit(alpha=1e-3), method="fast1").fit(X, y)
     Xd, yd = db.as_dask_data(X, y, block_rows=2_500)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
@@ -81,9 +82,10 @@ def test_dask_purifier_auto_waits_for_the_knee_like_the_purifier():
     knee (stopping.auto_rule): Dask must stop there too, not at the calibration test alone."""
     from divpred.stopping import calibration_rule, knee_rule
 
-    X, y = _contaminated(2_000, seed=1)
+    X, y = _contaminated(2_000, seed=4, share=0.2)
     ref = Purifier(MultinomialLogit(alpha=1e-3), method="fast1").fit(X, y)
-    calibrated = calibration_rule(ref.history_["label_excess_z"].to_numpy())
+    calibrated = calibration_rule(ref.history_["label_excess_z"].to_numpy(),
+                                  ref.history_["size"].to_numpy())
     knee = knee_rule(ref.history_["variance"].to_numpy())
     assert 1 <= calibrated < knee == ref.best_iteration_  # the case this test is about
     Xd, yd = db.as_dask_data(X, y, block_rows=500)

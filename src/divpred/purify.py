@@ -36,7 +36,7 @@ from .scores import (
     effective_n_jobs,
     scores_from_state,
 )
-from .stopping import STOP_RULES, auto_fallback, calibration_rule, choose_iteration, knee_rule
+from .stopping import PROBE_FRACTION, STOP_RULES, auto_decision, choose_iteration
 
 __all__ = ["Purifier"]
 
@@ -91,12 +91,15 @@ default="auto"
         ``"auto"`` (:func:`~divpred.stopping.auto_rule`) after every refit compares the
         held-out probabilities of the kept labels (each row predicted by the model refit on the
         other four fifths of the kept rows) with what labels drawn from those predictions would
-        give (:mod:`divpred.calibration`): it stops at iteration 0 when the data show no
-        significant excess of improbable labels (z <= ``calibration_z``); otherwise at the
-        later of the first iteration whose excess is gone (z <= 0) and the knee of V (as
-        ``"knee"``); if the caps come first, at the first iteration without excess, else the
-        one with the smallest. It serves label noise, mixtures of labelling rules and clean
-        data alike (``docs/purification.md``, section 7);
+        give (:mod:`divpred.calibration`): it keeps iteration 0 when the median z over the
+        iterations that remove the first 3% of the rows (the probe window, at least
+        iterations 0-2, which the loop always runs) is at most ``calibration_z``: no
+        persistent excess of improbable labels;
+        otherwise it stops at the later of the first iteration whose z, with its neighbours,
+        has fallen to the null median (the excess is gone) and the knee of V (as ``"knee"``);
+        if the caps come first, at that first calibrated iteration, else at the last one. It
+        serves label noise, mixtures of labelling rules and clean data alike
+        (``docs/purification.md``, section 7);
         ``"relative"`` the paper's |dV|/V < ``tol``; ``"knee"`` the per-iteration decrease of V
         falls below ``knee_ratio`` times the steepest one so far; ``"separable"`` the first
         iteration at which the model fits every kept training label; ``"validation"`` the
@@ -381,7 +384,7 @@ default="auto"
         self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
         chosen = self._stopped(records)
         if chosen is None and self.stop == "auto":
-            chosen = auto_fallback(self.history_["label_excess_z"].to_numpy())
+            chosen = self._auto_decision(final=True).iteration
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
         self.stopped_by_ = stopped_by
         self.stop_reason_ = self._stop_reason(stopped_by, min_size)
@@ -411,28 +414,24 @@ default="auto"
             threshold=self.agreement_threshold, detect=self.calibration_z,
         )
 
+    def _auto_decision(self, final: bool):
+        h = self.history_
+        return auto_decision(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
+                             h["size"].to_numpy(), self.calibration_z, self.knee_ratio,
+                             final=final)
+
     def _stop_reason(self, stopped_by: str, min_size: int) -> str:
         """The sentence of ``stop_reason_`` (needs ``stop_iteration_`` and ``best_iteration_``)."""
         last, best = self.stop_iteration_, self.best_iteration_
         pending = "" if self.stop == "none" else f"; the {self.stop} rule had not fired"
-        if self.stop == "auto" and stopped_by == "auto":
-            z = self.history_["label_excess_z"].to_numpy()
-            if best == 0:
-                return (f"the auto rule chose iteration 0: the data show no significant excess of "
-                        f"improbable labels (z = {z[0]:.2f} <= calibration_z="
-                        f"{self.calibration_z:g})")
-            calibrated = calibration_rule(z, self.calibration_z)
-            knee = knee_rule(self.history_["variance"].to_numpy(), self.knee_ratio)
-            chose = "the knee" if knee == best and knee != calibrated else "the calibration test"
-            return (f"the auto rule fired at iteration {last}: the kept labels are no more "
-                    f"improbable than the model's held-out predictions allow from iteration "
-                    f"{calibrated} on (z = {z[calibrated]:.2f} <= 0; z = {z[0]:.2f} before any "
-                    f"removal) and the descent of V flattened at iteration {knee} (knee_ratio="
-                    f"{self.knee_ratio:.3g}); {chose} chose iteration {best}")
-        if self.stop == "auto" and stopped_by in ("max_iter", "max_fraction", "min_size",
-                                                  "single_class"):
-            pending = (f"; the auto rule had not fired, so it chose iteration {best} (the first "
-                       "without an excess of improbable labels, else the smallest excess)")
+        if self.stop == "auto" and stopped_by in ("auto", "max_iter", "max_fraction",
+                                                  "min_size", "single_class"):
+            decision = self._auto_decision(final=True)
+            if stopped_by == "auto":
+                return f"the auto rule fired at iteration {last}: " + _auto_sentence(
+                    decision, self.calibration_z, self.knee_ratio)
+            pending = ("; the auto rule had not fired: " + _auto_sentence(
+                decision, self.calibration_z, self.knee_ratio))
         if stopped_by == self.stop != "none":
             criterion = _RULE_CRITERIA.get(self.stop)
             text = f"the {self.stop} rule fired at iteration {last}"
@@ -612,6 +611,31 @@ def resolve_batch_sizes(k, max_iter, max_fraction: float, n: int) -> tuple[int, 
     else:
         iters = max(1, math.ceil(max_iter * n / k_))
     return k_, iters
+
+
+def _auto_sentence(d, detect: float, knee_ratio: float) -> str:
+    """Which test of the auto rule chose ``d.iteration`` (:class:`~divpred.stopping.AutoDecision`),
+    for ``stop_reason_``."""
+    probe = (f"median z = {d.probe_z:.2f} over iterations 0-{d.probe_end}, the probe window"
+             if d.probe_end is not None else
+             f"median z = {d.probe_z:.2f} over the iterations run, fewer than the probe window "
+             f"of {PROBE_FRACTION:.0%} of the rows")
+    if d.test == "no_excess":
+        return (f"the data show no persistent excess of improbable labels ({probe}, <= "
+                f"calibration_z={detect:g}), so it chose iteration 0")
+    text = f"the excess of improbable labels was significant ({probe}, > {detect:g})"
+    if d.calibrated is not None:
+        text += (f" and had fallen to its null level by iteration {d.calibrated} (median z over "
+                 f"iterations {d.calibrated - 1}-{d.calibrated + 1} at most the null median)")
+    else:
+        text += " and never fell to its null level"
+    if d.knee is not None:
+        text += f"; the descent of V flattened at iteration {d.knee} (knee_ratio={knee_ratio:.3g})"
+    chose = {"calibration": "the calibration test chose",
+             "knee": "the knee chose",
+             "cap_calibrated": "the knee had not come, so the calibration test chose",
+             "cap_excess": "so it chose the last"}[d.test]
+    return f"{text}; {chose} iteration {d.iteration}"
 
 
 def _is_real(value) -> bool:

@@ -112,12 +112,16 @@ class DaskPurifier:
             stopped_by = None
             if folds is not None:
                 z = [r["label_excess_z"] for r in records] + [rec["label_excess_z"]]
-                if calibration_rule(z, self.calibration_z) is not None:
+                sizes = [r["size"] for r in records] + [rec["size"]]
+                if calibration_rule(z, sizes, self.calibration_z) is not None:
                     # the Purifier's auto rule also waits for the knee of V, which needs this V
                     rec["variance"] = _summary(data, model, self.client).variance
                     if auto_rule(z, [r["variance"] for r in records] + [rec["variance"]],
-                                 self.calibration_z) is not None:
+                                 sizes, self.calibration_z) is not None:
                         stopped_by = "auto"
+            # the caps end an auto run too (then auto_fallback chooses)
+            if stopped_by is not None:
+                pass
             elif len(order) + k > max_removed:
                 stopped_by = "max_fraction"
             elif it >= self.max_iter_:
@@ -151,9 +155,9 @@ class DaskPurifier:
         self.stopped_by_ = stopped_by
         best = it
         if folds is not None:
-            z = self.history_["label_excess_z"].to_numpy()
-            chosen = auto_rule(z, self.history_["variance"].to_numpy(), self.calibration_z)
-            best = chosen if chosen is not None else auto_fallback(z)
+            h = self.history_
+            best = auto_fallback(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
+                                 h["size"].to_numpy(), self.calibration_z)
         self.best_iteration_ = int(best)
         self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
                                        tol=self.tol, max_iter=self.max_newton)
