@@ -7,8 +7,9 @@ Two choices of the purification iteration that defines the core (``Partitioner(c
   ``max_removal`` of the set is gone; without a confirmed knee the unconfirmed one, else
   everything removed;
 * ``"auto"``: the Purifier's own ``stop="auto"`` (:func:`~divpred.stopping.auto_rule`: no
-  removal when the labels show no significant excess of improbable labels, else the later of
-  the excess reaching zero and the knee of V), capped at ``max_removal`` of the set.
+  removal when the labels show no persistent excess of improbable labels over the probe
+  window, else the later of the excess falling to its null level and the knee of V), capped
+  at ``max_removal`` of the set.
 """
 
 from __future__ import annotations
