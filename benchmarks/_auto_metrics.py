@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from divpred.stopping import STOP_RULES, choose_iteration
+from divpred.stopping import STOP_RULES, auto_fallback, choose_iteration
 
 Rule = Callable[[pd.DataFrame], "int | None"]
 
@@ -92,6 +92,8 @@ def parse_rule(spec: str) -> tuple[str, Rule]:
         for item in filter(None, rest.split(",")):
             key, _, value = item.partition("=")
             params[key] = float(value) if "." in value or "e" in value else int(value)
+        if name == "auto":  # a reference curve runs to the caps: then the Purifier's fallback
+            return spec, lambda h: _auto_with_fallback(h, **params)
         return spec, lambda h: choose_iteration(h, name, **params)
     if not rest:
         raise ValueError(f"unknown rule {spec!r}: use one of {STOP_RULES} or FILE.py:FUNC")
@@ -104,6 +106,16 @@ def parse_rule(spec: str) -> tuple[str, Rule]:
     else:
         module = importlib.import_module(name)
     return spec, getattr(module, rest)
+
+
+def _auto_with_fallback(history: pd.DataFrame, **params) -> int:
+    """``stop="auto"`` as the Purifier applies it when the caps end the run before it fired."""
+    chosen = choose_iteration(history, "auto", **params)
+    if chosen is not None:
+        return chosen
+    return auto_fallback(history["label_excess_z"].to_numpy(), history["variance"].to_numpy(),
+                         history["size"].to_numpy(), params.get("detect", 3.0),
+                         params.get("ratio", 1.0 / 3.0))
 
 
 def apply_rule(rule: Rule, history: pd.DataFrame) -> int:

@@ -9,6 +9,7 @@ Usage::
     python benchmarks/bench_auto.py timing     # Purifier() on a 10^5-row SD-K set (< 2 min)
     python benchmarks/bench_auto.py all        # rules, defaults and timing
     python benchmarks/bench_auto.py defaults --only sdk-mix2,paper-   # a subset of the cases
+    python benchmarks/bench_auto.py rules --heldout --rules auto   # the 18 held-out cases
     python benchmarks/bench_auto.py --smoke    # 3 small cases, < 60 s, writes nothing here
 
 Cases: ``benchmarks/_auto_cases.py`` (58 cases: clean data, uniform and pair label noise, rule
@@ -69,6 +70,7 @@ from _auto_cases import (  # noqa: E402
     build_sd,
     select,
 )
+from _auto_heldout import HELDOUT  # noqa: E402
 from _auto_metrics import (  # noqa: E402
     apply_rule,
     contamination_scores,
@@ -400,6 +402,9 @@ def main(argv=None) -> int:
     parser.add_argument("--refresh", action="store_true", help="recompute cached results")
     parser.add_argument("--calibration", action="store_true",
                         help="reference curves record label_excess_z (implied by --rules auto)")
+    parser.add_argument("--heldout", action="store_true",
+                        help="the held-out cases of benchmarks/_auto_heldout.py instead of the "
+                             "suite (tables auto_*_heldout.csv)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 small cases, rules and defaults, into a temporary folder")
     args = parser.parse_args(argv)
@@ -412,12 +417,14 @@ def main(argv=None) -> int:
             cases = SMOKE_CASES
             sections = ["rules", "defaults"]
         else:
-            cases = select(CASES, [p for p in args.only.split(",") if p])
+            pool = HELDOUT if args.heldout else CASES
+            cases = select(pool, [p for p in args.only.split(",") if p])
+            # a subset must not overwrite the tables of the whole suite
+            suffix = "" if len(cases) == len(pool) else "_subset"
             cfg = Config(cache=RESULTS / CACHE_NAME, out=RESULTS, k_fraction=args.k_fraction,
                          max_removed=args.max_removed, alpha=args.alpha, method=args.method,
                          refresh=args.refresh, calibration=calibration,
-                         # a subset must not overwrite the tables of the whole suite
-                         suffix="" if len(cases) == len(CASES) else "_subset")
+                         suffix=("_heldout" if args.heldout else "") + suffix)
             sections = ({"all": ["rules", "defaults", "timing"], "curves": ["rules"]}
                         .get(args.section, [args.section]))
         cfg.cache.mkdir(parents=True, exist_ok=True)
