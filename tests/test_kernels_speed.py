@@ -101,3 +101,46 @@ def test_fast2_removal_sums_equal_explicit_matrices(n, d, C):
     # _removal_sums returns the correction subtracted from S1 and added to S2
     np.testing.assert_allclose(-s1, s1_exp, rtol=0, atol=1e-12 * np.abs(s1_exp).max())
     np.testing.assert_allclose(corr, s2_exp, rtol=0, atol=1e-12 * np.abs(s2_exp).max())
+
+
+@pytest.mark.parametrize("n,d,C", [(200, 3, 4), (90, 5, 2), (300, 4, 6)])
+def test_two_pass_variance_equals_explicit_influence_matrix(n, d, C, monkeypatch):
+    """V of the MultinomialLogit two-pass path (influence._multinomial_summary) against the
+    explicit n x n matrix K = -G H^{-1} G^T, for several block sizes, and against the generic
+    path (hessian factor + whitened gradients)."""
+    from divpred import influence as inf
+
+    X, y = make_classification(n, d, C, seed=n + C)
+    model = MultinomialLogit(alpha=1e-3, damping=0.01).fit(X, y)
+    G = model.per_point_gradients(X, y)
+    K = -G @ np.linalg.solve(model.hessian(X), G.T)
+    off = K[~np.eye(n, dtype=bool)]
+    expected = off.var()
+    for chunk in (1, 7, 64, n):
+        got = inf.influence_variance(model, X, y, chunk_size=chunk)
+        assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    monkeypatch.setattr(inf, "model_params", lambda model: 10**18)  # the generic path
+    assert inf.influence_variance(model, X, y) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_block_quadratic_forms_many_equal_explicit_forms():
+    rng = np.random.default_rng(5)
+    B, D, n = 3, 6, 1100  # more rows than one block of sm._FORMS_ROWS, not a multiple of it
+    Xa = rng.normal(size=(n, D))
+    Ms = []
+    for _ in range(2):
+        A = rng.normal(size=(B * D, B * D))
+        Ms.append(A + A.T)
+    got = sm.block_quadratic_forms_many(Xa, Ms, B)
+    for M, q in zip(Ms, got, strict=True):
+        for a in range(B):
+            for b in range(B):
+                blk = M[a * D : (a + 1) * D, b * D : (b + 1) * D]
+                expected = np.einsum("nd,de,ne->n", Xa, blk, Xa)
+                np.testing.assert_allclose(q[:, a, b], expected, rtol=0,
+                                           atol=1e-12 * np.abs(expected).max())
+    R = rng.normal(size=(n, B))
+    G = sm.kron_rows(R, Xa)
+    expected = sm.block_rows_dot(G @ Ms[0], Xa)  # xa_i . (M g_i)_a from the m-wide product
+    np.testing.assert_allclose(sm.contract_forms(got[0], R), expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())

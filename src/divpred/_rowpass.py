@@ -62,7 +62,9 @@ def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
         Xc = state.Xa[sl]
         Gc = sm.kron_rows(state.R[sl], Xc)
         S += Gc.T @ Gc  # numpy calls SYRK for A.T @ A
-        tHc = sm.block_rows_dot(Gc @ Hinv, Xc)
+        # xa_i . (H^{-1} g_i)_a from the B x B quadratic forms xa_i^T (H^{-1})_ab xa_i: a GEMM
+        # of the D-wide block instead of the m-wide G by H^{-1} (2/3 of the work)
+        tHc = sm.contract_forms(sm.block_quadratic_forms(Xc, Hinv, B), state.R[sl])
         dc = np.einsum("ia,ia->i", state.R[sl], tHc)  # g_i . F_i with g_i = R_i (x) xa_i
         dprime[sl] = dc
         tH[sl] = tHc
@@ -103,11 +105,11 @@ def score_row_stats(state, A2: np.ndarray, M: np.ndarray) -> ScoreRowStats:
     coef_h = np.empty((n, B))
     for sl in _chunks(n, state.chunk_rows):
         Xc = state.Xa[sl]
-        Gc = sm.kron_rows(state.R[sl], Xc)
-        tAc = sm.block_rows_dot(Gc @ A2, Xc)
+        # both matrices' quadratic forms in one GEMM of the D-wide block; no block of G
+        QdA2, Qd = sm.block_quadratic_forms_many(Xc, [A2, M], B)
+        tAc = sm.contract_forms(QdA2, state.R[sl])
         s[sl] = np.einsum("ia,ia->i", state.R[sl], tAc)
         tA[sl] = tAc
-        Qd = sm.block_quadratic_forms(Xc, M, B)
         qw[sl] = np.einsum("nab,nab->n", Qd, state.W[sl])
         coef_h[sl] = sm.hessian_shift_coefficients(state.P[sl], state.Q, Qd)
     return ScoreRowStats(s=s, tA=tA, qw=qw, coef_h=coef_h)

@@ -25,6 +25,7 @@ from scipy import linalg
 from scipy.linalg import blas
 
 from ._validation import MIN_POINTS, check_features, check_labels
+from .models import _softmax as sm
 from .models._softmax import DEFAULT_CHUNK, _single_threaded_blas
 
 __all__ = [
@@ -130,6 +131,10 @@ def influence_summary(model, X, y, *, chunk_size: int = DEFAULT_CHUNK) -> Influe
 
 
 def _influence_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
+    from .models.multinomial import MultinomialLogit
+
+    if isinstance(model, MultinomialLogit) and X.shape[0] > model_params(model):
+        return _multinomial_summary(model, X, y, chunk_size)
     L = hessian_factor(model, X)
     n = X.shape[0]
     m = L.shape[0]
@@ -151,6 +156,66 @@ def _influence_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
         fro2 = float(np.sum(YtY * YtY))
     pair_sum = -float(col_sum @ col_sum) + float(sq_norms.sum())
     pair_sum_sq = fro2 - float(np.sum(sq_norms**2))
+    return InfluenceSummary(n=n, n_params=m, pair_sum=pair_sum, pair_sum_sq=pair_sum_sq)
+
+
+def model_params(model) -> int:
+    """m, the number of reduced parameters (C - 1)(d + 1) of a fitted MultinomialLogit."""
+    return (model.classes_.shape[0] - 1) * (model.n_features_in_ + 1)
+
+
+# Rows per block of the second pass of _multinomial_summary: blocks of G, Y = G L^{-T} and
+# their products stay in cache (n = 10^6, m = 123: 2048 rows 15% faster than 8192).
+_WHITEN_ROWS = 2048
+
+
+def _multinomial_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
+    """:func:`influence_summary` of a MultinomialLogit in two passes over row blocks.
+
+    The first computes the class probabilities of every row (n x C, kept) and the damped
+    Hessian from them; the second builds each block of G from the kept probabilities (no
+    second softmax, no per-block validation), whitens it by L^{-1} (TRMM) and accumulates
+    Y^T Y (SYRK), Y^T 1 and ||y_i||^2. Memory: n C + O(block m + m^2).
+    """
+    X = model._check_X(X)
+    yidx = model.encode_labels(y)
+    theta = model.theta_
+    Q = sm.contrast_basis(theta.shape[0])
+    n, D = X.shape[0], X.shape[1] + 1
+    B = Q.shape[1]
+    m = B * D
+    P = np.empty((n, theta.shape[0]))
+    acc = np.zeros((D, B * (B + 1) // 2 * D))
+    for start in range(0, n, chunk_size):  # the blocks of model.hessian: the same H
+        sl = slice(start, start + chunk_size)
+        Xc = sm.augment(X[sl])
+        P[sl] = sm.probabilities(Xc, theta)
+        sm._gram_upper(Xc, sm._upper_hessian_weights(P[sl], Q), out=acc)
+    H = sm._assemble_blocks(acc, B) / n
+    H[np.diag_indices_from(H)] += model.alpha + model.damping
+    try:
+        L = linalg.cholesky(H, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        raise ValueError(
+            "the damped Hessian is not positive definite; use damping > 0 or alpha > 0"
+        ) from None
+    Linv = linalg.solve_triangular(L, np.eye(m), lower=True, check_finite=False)
+    YtY = np.zeros((m, m))
+    col_sum = np.zeros(m)
+    sq_sum = sq_sum2 = 0.0
+    rows = min(chunk_size, _WHITEN_ROWS)
+    for start in range(0, n, rows):
+        sl = slice(start, start + rows)
+        R = sm.residuals(P[sl], yidx[sl]) @ Q
+        G = sm.kron_rows(R, sm.augment(X[sl]))
+        Yc = blas.dtrmm(1.0, Linv, G.T, side=0, lower=1, overwrite_b=1).T
+        YtY += Yc.T @ Yc
+        col_sum += Yc.sum(axis=0)
+        sq = np.einsum("ij,ij->i", Yc, Yc)
+        sq_sum += float(sq.sum())
+        sq_sum2 += float(sq @ sq)
+    pair_sum = -float(col_sum @ col_sum) + sq_sum
+    pair_sum_sq = float(np.sum(YtY * YtY)) - sq_sum2
     return InfluenceSummary(n=n, n_params=m, pair_sum=pair_sum, pair_sum_sq=pair_sum_sq)
 
 

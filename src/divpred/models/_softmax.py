@@ -310,21 +310,45 @@ def _data_hessian(
     return _assemble_blocks(acc, B)
 
 
+_FORMS_ROWS = 512
+
+
 def block_quadratic_forms(Xa: np.ndarray, M: np.ndarray, B: int) -> np.ndarray:
     """q_i[a, b] = xa_i^T M_ab xa_i for a symmetric M in (B, B) blocks of D: shape (n, B, B).
 
     One GEMM of ``Xa`` against the blocks a <= b side by side (M_ba = M_ab^T gives the same
     quadratic form).
     """
+    return block_quadratic_forms_many(Xa, [M], B)[0]
+
+
+def block_quadratic_forms_many(Xa: np.ndarray, Ms, B: int) -> list[np.ndarray]:
+    """:func:`block_quadratic_forms` of several symmetric matrices in one GEMM."""
     n, D = Xa.shape
     ia, ib = _upper_pairs(B)
-    blocks = [M[a * D : (a + 1) * D, b * D : (b + 1) * D] for a, b in zip(ia, ib, strict=True)]
-    stacked = np.hstack(blocks)
-    upper = np.einsum("nkd,nd->nk", (Xa @ stacked).reshape(n, ia.size, D), Xa)
-    out = np.empty((n, B, B))
-    out[:, ia, ib] = upper
-    out[:, ib, ia] = upper
+    K = ia.size
+    stacked = np.hstack([M[a * D : (a + 1) * D, b * D : (b + 1) * D]
+                         for M in Ms for a, b in zip(ia, ib, strict=True)])
+    upper = np.empty((n, len(Ms) * K))
+    for start in range(0, n, _FORMS_ROWS):
+        Xb = Xa[start : start + _FORMS_ROWS]
+        # rows of (Xb @ stacked) dotted with xa_i as a batched product: with blocks of 512 rows
+        # the n x (K D) product stays in cache (about 2x faster than one einsum over 8192 rows)
+        Z = (Xb @ stacked).reshape(Xb.shape[0], len(Ms) * K, D)
+        upper[start : start + _FORMS_ROWS] = (Z @ Xb[:, :, None])[:, :, 0]
+    out = []
+    for j in range(len(Ms)):
+        q = np.empty((n, B, B))
+        q[:, ia, ib] = upper[:, j * K : (j + 1) * K]
+        q[:, ib, ia] = upper[:, j * K : (j + 1) * K]
+        out.append(q)
     return out
+
+
+def contract_forms(Qd: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """sum_b Qd_i[a, b] R_ib, shape (n, B): for Qd of a matrix A (see
+    :func:`block_quadratic_forms`) and g_i = R_i (x) xa_i this is xa_i . (A g_i)_a."""
+    return np.einsum("nab,nb->na", Qd, R)
 
 
 def block_rows_dot(F: np.ndarray, Xa: np.ndarray) -> np.ndarray:
