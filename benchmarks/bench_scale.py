@@ -7,6 +7,7 @@ Usage::
                                      # numpy: V, fast scores, one iteration, the whole default
                                      # Purifier run; seconds, peak MB, ratios to the limit
     python benchmarks/bench_scale.py emnist [--iters 8]        # s per fast iteration, EMNIST 4/8
+    python benchmarks/bench_scale.py parts  [--n 1000000]      # kernels old vs new, iteration parts
     python benchmarks/bench_scale.py --smoke                   # sizes at n = 2000, < 60 s
     python benchmarks/bench_scale.py local  [--n 1000000]      # numpy and dask, in memory
     python benchmarks/bench_scale.py ooc    [--n 10000000]     # dask, out of core (npz blocks)
@@ -304,9 +305,11 @@ def run_torch_curve(iters, k=10, method="fast1"):
 # ------------------------------------------------------------------------------ main
 SIZE_COLUMNS = [
     ("n", "n"), ("m", "m"), ("fit_s", "fit s"), ("limit_s", "limit s"), ("V_s", "V s"),
-    ("V_ratio", "V/limit"), ("V_MB", "V MB"), ("fast_method", "fast"), ("fast_s", "fast s"),
-    ("fast_ratio", "fast/limit"), ("fast_MB", "fast MB"), ("iter_s", "1 iter s"),
-    ("iter_MB", "iter MB"), ("auto_s", "auto s"), ("auto_iterations", "auto its"),
+    ("V_ratio", "V/limit"), ("V_cpu_ratio", "V/limit CPU"), ("V_MB", "V MB"),
+    ("fast_method", "fast"), ("fast_s", "fast s"), ("fast_ratio", "fast/limit"),
+    ("fast_cpu_ratio", "fast/limit CPU"), ("fast_MB", "fast MB"), ("iter_s", "1 iter s"),
+    ("iter_MB", "iter MB"), ("auto_s", "auto s"), ("auto_cpu_s", "auto CPU s"),
+    ("auto_iterations", "auto its"),
     ("auto_best", "best"), ("auto_removed", "removed"), ("auto_stopped_by", "stopped by"),
     ("auto_MB", "auto MB"), ("load", "load"),
 ]
@@ -349,6 +352,13 @@ def child(payload):
     if payload.get("emnist"):
         emit_result({"rows": emnist_iterations(payload["emnist"])})
         return
+    if payload.get("parts"):
+        import _scale_parts as sp
+
+        emit_result({"rows": sp.variance_paths(payload["parts"]) + sp.hessian_kernels()
+                     + sp.iteration_parts("digits", payload["iters"])
+                     + sp.iteration_parts("emnist48", payload["iters"])})
+        return
     emit_result(measure_size(payload["n"], auto=payload["auto"], iteration=payload["iteration"]))
 
 
@@ -367,6 +377,33 @@ def cmd_emnist(args, results_dir):
                               ("min_s", "min s/iter"), ("load", "load")]))
     if results_dir is not None:
         _save("emnist-iteration", rows)
+
+
+def cmd_parts(args, results_dir):
+    """Kernels old beside new in one process, and the parts of an iteration (_scale_parts)."""
+    print(f"bench_scale parts: {machine_info()}")
+    out = run_child(__file__, {"parts": args.n or 1_000_000, "iters": args.iters}, timeout=3600)
+    if "error" in out:
+        print(f"error: {out['error']}")
+        return
+    rows = out["rows"]
+    for r in rows:
+        r["load"] = _load()
+    print(format_table([r for r in rows if "whole_cpu_s" not in r],
+                       [("part", "part"), ("n", "n"), ("wall_s", "wall s"), ("cpu_s", "CPU s"),
+                        ("ratio_wall", "/limit wall"), ("ratio_cpu", "/limit CPU"),
+                        ("newton_steps", "steps"), ("theta_rel_diff", "theta diff"),
+                        ("load", "load")]))
+    print(format_table([r for r in rows if "whole_cpu_s" in r],
+                       [("part", "part"), ("n", "n"), ("method", "method"),
+                        ("iterations", "its"), ("scores_cpu_s", "scores"),
+                        ("refit_cpu_s", "refit"), ("record_V_cpu_s", "record (V)"),
+                        ("without_calibration_cpu_s", "sum"),
+                        ("calibration_cpu_s", "cross-fit refits"),
+                        ("whole_cpu_s", "whole CPU"), ("whole_wall_s", "whole wall"),
+                        ("load", "load")]))
+    if results_dir is not None:
+        _save("parts", rows)
 
 
 def cmd_local(args):
@@ -447,7 +484,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="sizes",
-                        choices=["sizes", "emnist", "local", "ooc", "grow", "torch", "all"])
+                        choices=["sizes", "emnist", "parts", "local", "ooc", "grow", "torch",
+                                 "all"])
     parser.add_argument("--sizes", nargs="+", default=["1e3", "1e4", "1e5", "1e6"],
                         help="sizes: n values for 'sizes' (default 1e3 1e4 1e5 1e6)")
     parser.add_argument("--auto-max-n", type=float, default=1e5,
@@ -475,6 +513,8 @@ def main(argv=None):
         cmd_sizes(args, RESULTS)
     if args.what in ("emnist", "all"):
         cmd_emnist(args, RESULTS)
+    if args.what in ("parts", "all"):
+        cmd_parts(args, RESULTS)
     if args.what in ("local", "all"):
         cmd_local(argparse.Namespace(**{**vars(args), "n": args.n or 1_000_000}))
     if args.what in ("grow", "all"):

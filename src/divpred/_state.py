@@ -138,6 +138,11 @@ class FittedState:
         return gradient_row_stats(self, with_dgram=self.for_fast_scores and not self.binary_dual)
 
     @cached_property
+    def HinvS(self) -> np.ndarray:
+        """H^{-1} S with S = G^T G, (m, m): V (the record) and the fast scores share it."""
+        return self.Hinv @ self.row_stats.S
+
+    @cached_property
     def col(self) -> np.ndarray:
         """sum_i g_i, (m,)."""
         return (self.R.T @ self.Xa).ravel()
@@ -179,7 +184,7 @@ class FittedState:
             diag = np.diag(K)
             return float(K.sum() - diag.sum()), float(np.sum(K * K) - np.sum(diag**2))
         d = self.self_influence
-        HinvS = self.Hinv @ self.row_stats.S
+        HinvS = self.HinvS
         S1 = -self.col @ (self.Hinv @ self.col) + d.sum()
         S2 = np.sum(HinvS * HinvS.T) - np.sum(d * d)
         return float(S1), float(S2)

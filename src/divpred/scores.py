@@ -399,7 +399,7 @@ def _first_order_terms(state: FittedState) -> dict:
     col = state.col
     S1, S2 = state.pair_sums
     N = n * (n - 1.0)
-    HinvS = Hinv @ S
+    HinvS = state.HinvS
     A2 = HinvS @ Hinv
     A2 = 0.5 * (A2 + A2.T)
     GtPhiG = (2.0 / N) * (-(S @ HinvS) + dgram - (S1 / N) * (np.outer(col, col) - S))
