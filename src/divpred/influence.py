@@ -214,7 +214,7 @@ def _multinomial_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
         sq = np.einsum("ij,ij->i", Yc, Yc)
         sq_sum += float(sq.sum())
         sq_sum2 += float(sq @ sq)
-    pair_sum = -float(col_sum @ col_sum) + sq_sum
+    pair_sum = sq_sum - float(col_sum @ col_sum)
     pair_sum_sq = float(np.sum(YtY * YtY)) - sq_sum2
     return InfluenceSummary(n=n, n_params=m, pair_sum=pair_sum, pair_sum_sq=pair_sum_sq)
 
