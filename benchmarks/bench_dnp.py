@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_dnp.py ari        # partition ARI on SD-2/SD-3: ours, EM, MoE
     python benchmarks/bench_dnp.py accuracy   # DnP vs oracle, global, MoE, KMeans (x-separable)
     python benchmarks/bench_dnp.py purified   # PurifiedClassifier vs the Purifier's best
+    python benchmarks/bench_dnp.py cores      # the Partitioner's core: knee vs auto, k 10 vs 1%
     python benchmarks/bench_dnp.py all
     python benchmarks/bench_dnp.py --smoke    # the purity statistics of two small sets, < 60 s
 
@@ -380,11 +381,71 @@ def purified_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- cores
+CORE_CONFIGS = (("knee", 10), ("knee", "auto"), ("auto", "auto"), ("knee-excess", "auto"),
+                ("knee-excess", 10))
+
+
+def _weighted_precision(per_block: pd.DataFrame) -> float:
+    """Share of the assigned points that belong to their block's majority true block."""
+    if per_block.empty:
+        return float("nan")
+    return float(np.sum(per_block["precision"] * per_block["size"]) / per_block["size"].sum())
+
+
+def cores_table(seeds=SEEDS, configs=CORE_CONFIGS, cases=None) -> pd.DataFrame:
+    """The Partitioner's core choice side by side: ``core`` x ``k`` on every partition case.
+
+    Cases: the paper's SD-2 / SD-3 training files (test: distribution 1; DnP falls back to the
+    dominant block's expert there) and the accuracy cases (blocks distinguishable from x, 3
+    seeds). Per run: blocks found, ARI, block purity (share of the assigned points in their
+    block's majority true block), residue, DnP (hard routing) test accuracy on the found
+    blocks, and the partition's wall time (one thread), all configurations of a case in turn.
+    """
+    _quiet()
+    if cases is None:
+        cases = [(name, "paper", None, 0) for name in ("SD-2", "SD-3")]
+        cases += [(name, kind, sizes, seed) for name, kind, sizes in ACCURACY_CASES
+                  for seed in seeds]
+    rows = []
+    for name, kind, sizes, seed in cases:
+        if kind == "paper":
+            train, test, s, _ = paper_sd(name)
+            X, y, Xt, yt = train.X, train.y, test.X, test.y
+        else:
+            X, y, s, Xt, yt, _ = _case_data(kind, sizes, seed)
+        for core, k in configs:
+            t0 = time.perf_counter()
+            part = Partitioner(core=core, k=k, random_state=seed).fit(X, y, true_blocks=s)
+            seconds = time.perf_counter() - t0
+            dnp = DivideAndPredictClassifier(random_state=seed).fit(X, y, blocks=part.labels_)
+            rows.append({
+                "case": name, "seed": seed, "n": int(y.size), "core": core, "k": str(k),
+                "n_blocks": part.n_blocks_, "true_blocks": int(np.unique(s).size),
+                "ari": part.scores_["ari"],
+                "purity": _weighted_precision(part.scores_["per_block"]),
+                "residue": int(part.residue_mask_.sum()),
+                "dnp_accuracy": dnp.score(Xt, yt), "routing": dnp.routing_used_,
+                "seconds": seconds,
+            })
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def cores_summary(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per case and configuration: means over seeds (and the count of right block numbers)."""
+    raw = raw.assign(right_blocks=raw["n_blocks"] == raw["true_blocks"])
+    return raw.groupby(["case", "core", "k"], sort=False).agg(
+        ari=("ari", "mean"), purity=("purity", "mean"), blocks_right=("right_blocks", "sum"),
+        runs=("seed", "size"), residue=("residue", "mean"), dnp_accuracy=("dnp_accuracy", "mean"),
+        seconds=("seconds", "mean")).reset_index()
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("purity", "ari", "accuracy", "purified",
-                                                    "all"))
+                                                    "cores", "all"))
     parser.add_argument("--fresh", action="store_true", help="recompute cached tables")
     parser.add_argument("--smoke", action="store_true",
                         help="purity statistics of two small sets, one seed; writes nothing")
@@ -395,7 +456,8 @@ def main(argv=None) -> int:
         return 0
     if args.what is None:
         parser.error("a table is required (or --smoke)")
-    todo = ("purity", "ari", "accuracy", "purified") if args.what == "all" else (args.what,)
+    todo = (("purity", "ari", "accuracy", "purified", "cores") if args.what == "all"
+            else (args.what,))
     if "purity" in todo:
         raw = cached("purity", purity_evidence, args.fresh)
         print_table(purity_summary(raw), "Purity statistics (3 seeds): pure vs mixed SD sets")
@@ -418,6 +480,10 @@ def main(argv=None) -> int:
         print_table(cached("purified", purified_table, args.fresh),
                     "PurifiedClassifier vs the Purifier's accuracy at its chosen iteration "
                     "(test = distribution 1)")
+    if "cores" in todo:
+        print_table(cores_summary(cached("cores", cores_table, args.fresh)),
+                    "The Partitioner's core: knee vs auto, k = 10 vs 1% of the set "
+                    "(mean over seeds; DnP = hard routing on the found blocks)")
     return 0
 
 

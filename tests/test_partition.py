@@ -124,6 +124,50 @@ def test_two_rules_on_shared_inputs_give_two_blocks():
     assert (0, 0, 0) in part.curves_
 
 
+def test_knee_excess_core_recovers_a_planted_two_rule_mixture():
+    """core="knee-excess" with k = 1% of each set: the same bound as the knee core above (ARI
+    >= 0.7 of the rules-known ceiling 0.91; measured 0.72), two blocks of one rule each."""
+    X, y, truth, by_rule = two_rules(rule_labels=True)
+    part = Partitioner(core="knee-excess", k="auto", random_state=0).fit(X, y, true_blocks=truth)
+    assert part.n_blocks_ == 2
+    assert part.scores_["ari"] > 0.7 * rules_known_ari(y, truth, by_rule, (240, 80))
+    pb = part.scores_["per_block"]
+    assert pb["true_block"].tolist() == [0, 1] and (pb["precision"] > 0.85).all()
+    # the core is never earlier than the knee: at least as many points removed as "knee" would
+    cored = part.tests_.dropna(subset=["knee"])
+    assert (cored["knee"] >= 2).all()
+
+
+def test_auto_core_keeps_a_mixture_the_calibration_test_cannot_see():
+    """The Purifier's own auto rule as the core: 25% of rows from a second rule on shared x
+    give a compromise fit whose labels look calibrated (no significant excess at iteration 0),
+    so it removes nothing and the whole mixed set is one block, although V sees the mixture
+    (the knee core's self ratio is far above purity_ratio). Why core="auto" is not the
+    default (docs/divide-and-predict.md)."""
+    X, y, truth = two_rules()
+    part = Partitioner(core="auto", random_state=0).fit(X, y, true_blocks=truth)
+    first = part.tests_.iloc[0]
+    assert first["knee"] == 0 and first["core_size"] == 320
+    assert part.n_blocks_ == 1
+    knee = Partitioner(core="knee", random_state=0).fit(X, y)
+    assert knee.tests_.iloc[0]["statistic"] > 3 * knee.purity_ratio
+
+
+@pytest.mark.parametrize("k", [0.05, "auto"])
+def test_k_as_a_fraction_of_each_set(k):
+    """k resolves against the set being purified: a core at iteration t of a set of s points
+    has s - t * ceil(f s) points (f = 0.05, or 0.01 for "auto")."""
+    import math
+
+    X, y, _ = two_rules()
+    f = 0.05 if k == 0.05 else 0.01
+    part = Partitioner(k=k, random_state=0).fit(X, y)
+    cored = part.tests_.dropna(subset=["knee"])
+    assert len(cored) >= 2
+    for row in cored.itertuples():
+        assert row.core_size == row.size - int(row.knee) * math.ceil(f * row.size)
+
+
 def test_pure_data_is_one_block():
     X, y, _ = two_rules(320, 0)
     part = Partitioner(random_state=0).fit(X, y)
@@ -182,7 +226,8 @@ def test_partition_function_returns_result():
     "params",
     [{"k": 0}, {"purity_ratio": 0.5}, {"subsample": 0.0}, {"max_removal": 1.0},
      {"min_block_size": 2}, {"method": "nope"}, {"input_split": "yes"}, {"reassign": 1},
-     {"model": "logit"}, {"knee_ratio": 1.5}, {"random_state": "seed"}],
+     {"model": "logit"}, {"knee_ratio": 1.5}, {"random_state": "seed"}, {"core": "elbow"},
+     {"k": 1.5}, {"k": "most"}, {"k": True}],
 )
 def test_bad_parameters_raise_value_error(params):
     X, y, _ = two_rules(40, 0)
@@ -201,9 +246,10 @@ def test_bad_inputs_raise_value_error():
 
 
 # ------------------------------------------------------------------------------ checkpoint
-def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("core", ["knee", "knee-excess"])
+def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch, core):
     X, y, _ = two_rules(seed=1)
-    full = Partitioner(random_state=2).fit(X, y)
+    full = Partitioner(core=core, random_state=2).fit(X, y)
 
     # Interrupt a run after its second purity test, then resume from the checkpoint.
     from divpred.partition import _purity as part_mod
@@ -220,20 +266,50 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
     ck = tmp_path / "ck"
     monkeypatch.setattr(part_mod.PurityTests, "_run_test", flaky)
     with pytest.raises(KeyboardInterrupt):
-        Partitioner(random_state=2, checkpoint=ck).fit(X, y)
+        Partitioner(core=core, random_state=2, checkpoint=ck).fit(X, y)
     monkeypatch.setattr(part_mod.PurityTests, "_run_test", original)
     assert (ck / "partition-state.json").exists()
     assert list(ck.glob("purify-*.npz"))  # per-iteration Purifier checkpoints
-    resumed = Partitioner(random_state=2, checkpoint=ck).fit(X, y)
+    resumed = Partitioner(core=core, random_state=2, checkpoint=ck).fit(X, y)
     np.testing.assert_array_equal(resumed.labels_, full.labels_)
     pd.testing.assert_frame_equal(resumed.tests_, full.tests_)
 
     # A finished checkpoint replays without recomputing any test.
     calls["n"] = 0
     monkeypatch.setattr(part_mod.PurityTests, "_run_test", flaky)
-    again = Partitioner(random_state=2, checkpoint=ck).fit(X, y)
+    again = Partitioner(core=core, random_state=2, checkpoint=ck).fit(X, y)
     assert calls["n"] == 0
     np.testing.assert_array_equal(again.labels_, full.labels_)
+
+
+def test_kill_inside_a_purification_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """Interrupted in the middle of a core's purification (the 13th iteration overall), the
+    run resumes from that Purifier's per-iteration checkpoint to the uninterrupted result."""
+    from divpred.purify import Purifier
+
+    X, y, _ = two_rules(seed=1)
+    params = dict(core="knee-excess", random_state=2)
+    full = Partitioner(**params).fit(X, y)
+    calls = {"n": 0}
+    original = Purifier._record
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    ck = tmp_path / "ck"
+    monkeypatch.setattr(Purifier, "_record", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        Partitioner(checkpoint=ck, **params).fit(X, y)
+    monkeypatch.setattr(Purifier, "_record", original)
+    resumed = Partitioner(checkpoint=ck, **params).fit(X, y)
+    np.testing.assert_array_equal(resumed.labels_, full.labels_)
+    pd.testing.assert_frame_equal(resumed.tests_, full.tests_)
+    assert resumed.curves_.keys() == full.curves_.keys()
+    for key, curve in full.curves_.items():
+        np.testing.assert_array_equal(resumed.curves_[key], curve)
 
 
 def test_checkpoint_of_other_data_is_refused(tmp_path):

@@ -2,7 +2,8 @@
 
 ``divpred --help`` must list them without importing numpy, pandas or scikit-learn, so they live
 here rather than beside their implementations (:mod:`divpred.scores`, :mod:`divpred.stopping`,
-:mod:`divpred.models`, :mod:`divpred.experiments`), which re-export them.
+:mod:`divpred.models`, :mod:`divpred.experiments`,
+:mod:`divpred.partition`), which re-export them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ DELTA_METHODS = (
 
 STOP_RULES = ("auto", "none", "relative", "knee", "separable", "validation", "agreement")
 """Stopping rules of :class:`divpred.Purifier` (see :mod:`divpred.stopping`)."""
+
+CORE_RULES = ("knee", "auto", "knee-excess")
+"""How :class:`divpred.partition.Partitioner` chooses the core of a set (its ``core``)."""
 
 SOLVERS = ("newton", "lbfgs", "adam")
 """Solvers of :class:`divpred.MultinomialLogit`."""

@@ -7,7 +7,9 @@ import json
 import math
 import sys
 
+from .._choices import CORE_RULES
 from ._common import resume_hint
+from .purify import count_or_fraction
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,11 +24,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("data", help="training data: CSV (with --label) or NPZ")
     p.add_argument("--label", metavar="COL", help="label column of a CSV file")
     p.add_argument("--out", default="divpred-partition", help="output folder (created as needed)")
-    p.add_argument("--k", type=int, default=10, help="points removed per purification iteration")
+    p.add_argument("--core", choices=CORE_RULES, default=None,
+                   help="how the core of a set is chosen (default: the Partitioner's)")
+    p.add_argument("--k", type=count_or_fraction, default=None,
+                   help="points removed per purification iteration: a count, a fraction of the "
+                   "set or 'auto' (1%%; default: the Partitioner's)")
     p.add_argument("--purity-ratio", type=float, default=6.0,
                    help="a set is pure when its V is at most this many times the reference V")
     p.add_argument("--min-block-size", type=int, default=None,
-                   help="smallest block (default max(2k, 5%% of the rows))")
+                   help="smallest block (default max(2k, 5%% of the rows), k counted on all rows)")
     p.add_argument("--max-blocks", type=int, default=10, help="most blocks to look for")
     p.add_argument("--no-input-split", action="store_true",
                    help="do not split by input regions first")
@@ -51,10 +57,12 @@ def run(args) -> int:
     quiet = getattr(args, "quiet", False)
     out = _io.check_output_dir(args.out)  # before any work
     data = load_dataset(args.data, label=args.label)
-    if args.k < 1 or args.max_blocks < 1:
-        raise ValueError("--k and --max-blocks must be positive")
+    if args.max_blocks < 1:
+        raise ValueError("--max-blocks must be positive")
+    defaults = {name: value for name, value in (("core", args.core), ("k", args.k))
+                if value is not None}
     part = Partitioner(
-        MultinomialLogit(alpha=args.alpha), k=args.k, purity_ratio=args.purity_ratio,
+        MultinomialLogit(alpha=args.alpha), **defaults, purity_ratio=args.purity_ratio,
         min_block_size=args.min_block_size, max_blocks=args.max_blocks,
         input_split=not args.no_input_split, checkpoint=args.checkpoint,
         random_state=args.random_state, progress=getattr(args, "progress", False) and not args.json,

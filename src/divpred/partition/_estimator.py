@@ -29,6 +29,9 @@ from ._state import PartitionState, checkpoint_dir, digest
 
 __all__ = ["Partitioner", "partition"]
 
+MIN_BLOCK_FLOOR = 10
+"""Smallest default block whatever k: as few points as the Purifier keeps at least."""
+
 
 class Partitioner(BaseEstimator):
     """Split a training set into homogeneous blocks by repeated purification.
@@ -70,8 +73,8 @@ class Partitioner(BaseEstimator):
         Purification of a set stops after removing this fraction of it (the core is then the
         rest if no knee was found).
     min_block_size : int or None, default=None
-        Smallest block; smaller leftovers are residue. Default ``max(2 k, ceil(0.05 n))``, with
-        k resolved against the n rows of the data.
+        Smallest block; smaller leftovers are residue. Default ``max(2 k, ceil(0.05 n), 10)``,
+        with k resolved against the n rows of the data.
     max_blocks : int, default=10
     input_split : bool, default=True
         Look for input regions (step 0 of the module docstring) first.
@@ -222,7 +225,7 @@ class Partitioner(BaseEstimator):
         base = clone(self.model) if self.model is not None else MultinomialLogit(alpha=1e-4)
         k = resolve_batch_sizes(self.k, 1, 1.0, n)[0]
         min_block = (self.min_block_size if self.min_block_size is not None
-                     else max(2 * k, int(np.ceil(0.05 * n))))
+                     else max(2 * k, int(np.ceil(0.05 * n)), MIN_BLOCK_FLOOR))
         if k >= n:
             raise ValueError(f"k={self.k} points per purification iteration is not fewer than "
                              f"the {n} points of the data; choose a smaller k")
