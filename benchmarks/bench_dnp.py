@@ -280,6 +280,11 @@ ACCURACY_CASES = [
 
 
 def _case_data(kind, sizes, seed):
+    if kind == "sd-shared":  # one x distribution for all rules; test: the first rule only
+        rules = sd_rules(len(sizes))
+        tr = make_sd(list(sizes), rules, random_state=seed)
+        te = make_sd(2 * sizes[0], rules[0], random_state=1000 + seed)
+        return tr.X, tr.y, tr.source, te.X, te.y, te.source
     if kind == "sd":
         rules = sd_rules(len(sizes))
         tr = make_sd(list(sizes), rules, separable=True, random_state=seed)
@@ -386,6 +391,13 @@ CORE_CONFIGS = (("knee", 10), ("knee", "auto"), ("auto", "auto"), ("knee-excess"
                 ("knee-excess", 10))
 
 
+# k = 10 and k = 1% differ only below and above n = 1000: the same rules at 300 and 3000 rows,
+# and a 10^4-row mixture on shared x (no input split: the root's purification removes ~30%)
+SIZE_CASES = [(f"SD-2 separable {a}/{b}", "sd", (a, b), 0) for a, b in ((210, 90), (2100, 900))]
+SIZE_CASES += [("SD-2 shared x 7000/3000", "sd-shared", (7000, 3000), 0)]
+SIZE_CONFIGS = (("knee", 10), ("knee", "auto"))
+
+
 def _weighted_precision(per_block: pd.DataFrame) -> float:
     """Share of the assigned points that belong to their block's majority true block."""
     if per_block.empty:
@@ -481,6 +493,9 @@ def main(argv=None) -> int:
                     "PurifiedClassifier vs the Purifier's accuracy at its chosen iteration "
                     "(test = distribution 1)")
     if "cores" in todo:
+        print_table(cores_summary(cached(
+            "cores-n", lambda: cores_table(configs=SIZE_CONFIGS, cases=SIZE_CASES), args.fresh)),
+            "The Partitioner's k at n = 300, 3000 and 10^4: 10 vs 1% of the set (seed 0)")
         print_table(cores_summary(cached("cores", cores_table, args.fresh)),
                     "The Partitioner's core: knee vs auto, k = 10 vs 1% of the set "
                     "(mean over seeds; DnP = hard routing on the found blocks)")

@@ -44,7 +44,10 @@ def table(tmp_path):
 # ------------------------------------------------------------------------------ partition
 def test_partition_writes_blocks_csv(table, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run("partition", table, "--label", "cls", "--out", out, "--json") == 0
+    # k = 10 (the default 1% is 3 rows here): the rule-recovery bound below was set for it; at
+    # 240 rows k = 3 recovers the second block less well on 2 of 3 seeds (majority 0.68 on
+    # this one; docs/divide-and-predict.md, "Choosing the core")
+    assert run("partition", table, "--label", "cls", "--k", "10", "--out", out, "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     blocks = pd.read_csv(out / "blocks.csv")
     assert list(blocks.columns) == ["row", "label", "block"]

@@ -193,7 +193,7 @@ def test_dnp_single_class_block_and_given_blocks():
 
 
 def test_dnp_small_data_is_one_block():
-    X, y, _ = two_rules(15, 0)
+    X, y, _ = two_rules(9, 0)  # under the smallest default block, 10 rows
     dnp = DivideAndPredictClassifier(random_state=0).fit(X, y)
     assert dnp.n_blocks_ == 1 and dnp.routing_used_ == "single"
     assert "no block" in dnp.fallback_

@@ -44,15 +44,18 @@ class Partitioner(BaseEstimator):
         Model whose influences define V (cloned); default ``MultinomialLogit(alpha=1e-4)``.
     method : str, default="fast"
         Delta-score method of the purification (:data:`~divpred.DELTA_METHODS`).
-    core : {"knee", "auto"}, default="knee"
+    core : {"knee", "auto", "knee-excess"}, default="knee"
         How the core of a set (what purification keeps of it) is chosen: ``"knee"`` the
         confirmed knee of the V curve (``knee_ratio``, ``patience``); ``"auto"`` the
         :class:`~divpred.Purifier`'s ``stop="auto"`` rule (none removed when the labels show no
         significant excess of improbable labels; else the later of the excess reaching zero and
-        the knee of V). Measured side by side in ``docs/divide-and-predict.md``.
-    k : int, float in (0, 1) or "auto", default=10
+        the knee of V); ``"knee-excess"`` the later of the knee and the first iteration without
+        label excess (no gate). ``"knee"`` measured best (``docs/divide-and-predict.md``,
+        "Choosing the core"): the label test misjudges blocks of a few hundred points.
+    k : int, float in (0, 1) or "auto", default="auto"
         Points removed per purification iteration: a count, a fraction of the set purified
-        (rounded up), or ``"auto"`` = 1% of it (as :class:`~divpred.Purifier`).
+        (rounded up), or ``"auto"`` = 1% of it (as :class:`~divpred.Purifier`; 10 points of a
+        1000-point set, the paper's batch; measured as good as k = 10 at 300-3000 rows).
     purity_ratio : float, default=6.0
         A set is pure when its V is at most this many times the V of the reference subsets.
     split_ratio : float, default=4.0
@@ -123,7 +126,7 @@ class Partitioner(BaseEstimator):
         model=None,
         method: str = "fast",
         core: str = "knee",
-        k: int | float | str = 10,
+        k: int | float | str = "auto",
         purity_ratio: float = 6.0,
         split_ratio: float = 4.0,
         split_min_variance: float = 0.2,
