@@ -10,11 +10,19 @@ Runs on embedded data only (nothing is downloaded or read from disk):
 For each set it fits the model, measures V[X], runs the purification (delta scores, ``k`` points
 per iteration), picks the iteration with the agreement rule of :mod:`divpred.stopping` (stop
 once the model refit without the last 20 removed points predicts most of their labels; no test
-or validation labels are used; the knee rule of V stopped after 4 iterations on the digits and
-lowered their accuracy), retrains on the kept rows and compares the test accuracy before,
-after, and of an oracle model trained on the uncontaminated rows only. Outputs (atomic):
-``report.html`` (self-contained, images embedded), one PNG and one history CSV per data set,
-and ``demo_summary.csv``.
+or validation labels are used), retrains on the kept rows and compares the test accuracy
+before, after, and of an oracle model trained on the uncontaminated rows only.
+
+Why not the library's defaults (``stop="auto"``, ``k`` = 1% of n): measured on these two sets
+they give SD-2 0.874 (agreement 0.847) but digits 4/8 0.764 (agreement 0.899). With 177
+training images k is 2 rows, and the auto rule's label-excess statistic, cross-fitted on five
+folds of ~35 rows, has a null spread of about +-1 at that size: it first reaches 0 at
+iteration 25 by chance with 22 of the 53 flipped labels still kept (it stays between -0.9 and
+2.5 from iteration 13 to the best, 42, whatever is left). The knee of V (iteration 5) does not
+help there. With the demo's k = 5 the auto rule gives 0.899, as the agreement rule.
+
+Outputs (atomic): ``report.html`` (self-contained, images embedded), one PNG and one history
+CSV per data set, and ``demo_summary.csv``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ _INTRO = (
     "without the last 20 removed points predicts the labels of more than half of them: the "
     "removals have turned from contaminants to points that fit the rest); it uses no labels of "
     "held-out data. Oracle: the same model trained on the uncontaminated rows only.",
+    "The library's default rule (stop=\"auto\", 1% of the rows per iteration) is not used "
+    "here: on these sets it gives SD-2 0.874 but digits 0.764 (agreement: 0.847 and 0.899). "
+    "With 177 training images it removes 2 rows per iteration, and its held-out label test, on "
+    "five folds of about 35 rows, is too noisy at that size: it passed by chance with 22 of "
+    "the 53 flipped labels still in the data.",
 )
 
 
