@@ -16,6 +16,11 @@ M = H^{-1} G^T Phi G H^{-1} (both from the first pass's sums):
     Qd_i[a, b] = xa_i^T M_ab xa_i  (kept only as <Qd_i, W'_i> and the third-derivative
     coefficients Q^T W_i v_i of :func:`~divpred.models._softmax.hessian_shift_coefficients`).
 
+The per-point terms come from B x B quadratic forms of the D-wide rows xa_i: for a symmetric
+A in (B, B) blocks of D and g_i = R_i (x) xa_i, xa_i . (A g_i)_a = sum_b R_ib xa_i^T A_ab xa_i,
+one GEMM of the row block by the B (B + 1) / 2 blocks a <= b of A (for H^{-1} in the first pass,
+for A2 and M together in the second, which builds no block of G).
+
 Everything else in fast1 is O(n B D) from these (see ``scores._first_order_terms``).
 """
 
