@@ -362,16 +362,23 @@ def child(payload):
     emit_result(measure_size(payload["n"], auto=payload["auto"], iteration=payload["iteration"]))
 
 
+def _child_rows(payload):
+    """The rows a fresh child process measured for ``payload`` (with the load), or None."""
+    out = run_child(__file__, payload, timeout=3600)
+    if "error" in out:
+        print(f"error: {out['error']}")
+        return None
+    for r in out["rows"]:
+        r["load"] = _load()
+    return out["rows"]
+
+
 def cmd_emnist(args, results_dir):
     """Seconds per fast iteration on EMNIST 4/8, cached and rebuilt input Gram side by side."""
     print(f"bench_scale emnist: {machine_info()}")
-    out = run_child(__file__, {"emnist": args.iters}, timeout=3600)
-    if "error" in out:
-        print(f"error: {out['error']}")
+    rows = _child_rows({"emnist": args.iters})
+    if rows is None:
         return
-    rows = out["rows"]
-    for r in rows:
-        r["load"] = _load()
     print(format_table(rows, [("path", "path"), ("n", "n"), ("method", "method"),
                               ("iterations", "iterations"), ("median_s", "median s/iter"),
                               ("min_s", "min s/iter"), ("load", "load")]))
@@ -382,13 +389,9 @@ def cmd_emnist(args, results_dir):
 def cmd_parts(args, results_dir):
     """Kernels old beside new in one process, and the parts of an iteration (_scale_parts)."""
     print(f"bench_scale parts: {machine_info()}")
-    out = run_child(__file__, {"parts": args.n or 1_000_000, "iters": args.iters}, timeout=3600)
-    if "error" in out:
-        print(f"error: {out['error']}")
+    rows = _child_rows({"parts": args.n or 1_000_000, "iters": args.iters})
+    if rows is None:
         return
-    rows = out["rows"]
-    for r in rows:
-        r["load"] = _load()
     print(format_table([r for r in rows if "whole_cpu_s" not in r],
                        [("part", "part"), ("n", "n"), ("wall_s", "wall s"), ("cpu_s", "CPU s"),
                         ("ratio_wall", "/limit wall"), ("ratio_cpu", "/limit CPU"),

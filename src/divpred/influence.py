@@ -51,7 +51,10 @@ def _check_data(model, X, y):
 
 def hessian_factor(model, X) -> np.ndarray:
     """Lower Cholesky factor L of the damped Hessian H = L L^T on ``X``, shape (m, m)."""
-    H = model.hessian(X)
+    return _cholesky(model.hessian(X))
+
+
+def _cholesky(H: np.ndarray) -> np.ndarray:
     try:
         return linalg.cholesky(H, lower=True, check_finite=False)
     except linalg.LinAlgError:
@@ -193,12 +196,7 @@ def _multinomial_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
         sm._gram_upper(Xc, sm._upper_hessian_weights(P[sl], Q), out=acc)
     H = sm._assemble_blocks(acc, B) / n
     H[np.diag_indices_from(H)] += model.alpha + model.damping
-    try:
-        L = linalg.cholesky(H, lower=True, check_finite=False)
-    except linalg.LinAlgError:
-        raise ValueError(
-            "the damped Hessian is not positive definite; use damping > 0 or alpha > 0"
-        ) from None
+    L = _cholesky(H)
     Linv = linalg.solve_triangular(L, np.eye(m), lower=True, check_finite=False)
     YtY = np.zeros((m, m))
     col_sum = np.zeros(m)
