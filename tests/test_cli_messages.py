@@ -226,6 +226,9 @@ def test_a_real_sigint_gives_one_line_and_a_resumable_checkpoint(tmp_path):
          "--iterations", "390", "--stop", "none", "--method", "exact", "--checkpoint", str(ckpt),
          "--out", str(tmp_path / "o")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # A shell's background job inherits SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default disposition a terminal has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
