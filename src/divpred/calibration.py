@@ -149,13 +149,12 @@ def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
     """``clone(model)`` fitted on (X, y), warm-started from ``theta_start`` when the classes
     match (with the rows' [X, 1] Gram matrix, if given, for the model's dual solves)."""
     from .models import MultinomialLogit
+    from .models.multinomial import set_fitted_theta
 
     refit = clone(model)
     if theta_start is not None and np.array_equal(np.unique(y), model.classes_):
         refit.set_params(warm_start=True)
-        refit.classes_ = model.classes_
-        refit.coef_ = np.array(theta_start[:, :-1])
-        refit.intercept_ = np.array(theta_start[:, -1])
+        set_fitted_theta(refit, theta_start, model.classes_)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if input_gram is not None and isinstance(refit, MultinomialLogit):

@@ -29,6 +29,7 @@ from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z,
 from .models import MultinomialLogit
 from .models._alpha import REFERENCE_ALPHA
 from .models._softmax import _single_threaded_blas, augment
+from .models.multinomial import set_fitted_theta
 from .scores import (
     DELTA_METHODS,
     FAST_METHODS,
@@ -317,7 +318,7 @@ default="auto"
             keep = pool.copy()
             keep[order] = False
             model = clone(base)
-            _set_theta(model, thetas[-1], np.unique(y[keep]))
+            set_fitted_theta(model, thetas[-1], np.unique(y[keep]))
             fitted = None
             self.seconds_ = [float("nan")] * len(records)
 
@@ -393,7 +394,7 @@ default="auto"
         self.model_ = clone(base)
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
-        _set_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
+        set_fitted_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
         if auto_alpha:
             self.alpha_, self.alpha_scores_, self.model_ = refit_with_chosen_alpha(
                 self.model_, X, y, self.keep_mask_, _calibration_seed(self.random_state))
@@ -660,13 +661,6 @@ def _calibration_seed(random_state) -> int:
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         return int(random_state)
     return 0
-
-
-def _set_theta(model, theta, classes) -> None:
-    model.classes_ = classes
-    model.coef_ = np.array(theta[:, :-1])
-    model.intercept_ = np.array(theta[:, -1])
-    model.n_features_in_ = theta.shape[1] - 1
 
 
 def _iteration_seed(random_state, it):

@@ -220,8 +220,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         alpha, losses = choose_alpha(numeric, X, y)
         numeric.set_params(alpha=alpha)
         if self.warm_start and hasattr(self, "coef_"):
-            numeric.classes_, numeric.coef_ = self.classes_, self.coef_
-            numeric.intercept_ = self.intercept_
+            set_fitted_theta(numeric, self.theta_, self.classes_)
         numeric._fit(X, y, sample_weight, input_gram=input_gram)
         for name, value in vars(numeric).items():
             if name.endswith("_") and not name.startswith("_"):
@@ -536,3 +535,12 @@ def _psd_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
         jitter = 1e-10 * max(np.trace(H) / H.shape[0], 1.0)
         H = H + jitter * np.eye(H.shape[0])
         return linalg.cho_solve(linalg.cho_factor(H, lower=True, check_finite=False), b)
+
+
+def set_fitted_theta(model: MultinomialLogit, theta: np.ndarray, classes: np.ndarray) -> None:
+    """Give ``model`` the fitted weights ``theta``, shape (C, d + 1), intercept in the last
+    column, for the labels ``classes``, shape (C,) (a stored iteration, or a warm start)."""
+    model.classes_ = classes
+    model.coef_ = np.array(theta[:, :-1])
+    model.intercept_ = np.array(theta[:, -1])
+    model.n_features_in_ = theta.shape[1] - 1

@@ -7,7 +7,7 @@ import dask
 import numpy as np
 
 from ...models import _softmax as sm
-from ...models.multinomial import MultinomialLogit, _psd_solve
+from ...models.multinomial import MultinomialLogit, _psd_solve, set_fitted_theta
 from .engine import _Data, _prepare
 from .influence import _stats
 
@@ -104,10 +104,7 @@ def fit_multinomial(
     model = MultinomialLogit(alpha=alpha, damping=damping, solver="newton", tol=tol,
                              max_iter=max_iter)
     theta = Q @ phi.reshape(C - 1, D)
-    model.classes_ = classes
-    model.coef_ = theta[:, :-1].copy()
-    model.intercept_ = theta[:, -1].copy()
-    model.n_features_in_ = D - 1
+    set_fitted_theta(model, theta, classes)
     model.n_iter_ = int(n_iter)
     model.converged_ = bool(converged)
     model.objective_ = float(f)

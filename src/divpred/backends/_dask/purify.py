@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...models import _softmax as sm
-from ...models.multinomial import MultinomialLogit
+from ...models.multinomial import MultinomialLogit, set_fitted_theta
 from .calibration import label_excess
 from .data import as_dask_data
 from .engine import _compute, _prepare
@@ -161,10 +161,7 @@ class DaskPurifier:
         self.best_iteration_ = int(best)
         self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
                                        tol=self.tol, max_iter=self.max_newton)
-        theta = thetas[self.best_iteration_]
-        self.model_.classes_ = data.classes
-        self.model_.coef_, self.model_.intercept_ = theta[:, :-1].copy(), theta[:, -1].copy()
-        self.model_.n_features_in_ = theta.shape[1] - 1
+        set_fitted_theta(self.model_, thetas[self.best_iteration_], data.classes)
         kept_removed = np.sort(self.removal_order_[: self.best_iteration_ * k])
         self.keep_mask_ = ~da.isin(data.rows, kept_removed)
         return self
