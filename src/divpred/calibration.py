@@ -38,7 +38,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 __all__ = ["LEVELS", "N_FOLDS", "crossfit_folds", "crossfit_probabilities", "excess_z_from_counts",
-           "label_excess_z", "label_pvalues", "pit_given_uniforms"]
+           "label_excess_z", "label_pvalues", "pit_given_uniforms", "tail_z_scores"]
 
 N_FOLDS = 5
 """Folds of the cross-fitted predictions."""
@@ -323,5 +323,18 @@ def label_excess_z(u: np.ndarray, levels=LEVELS) -> float:
 def excess_z_from_counts(counts, N: int, levels=LEVELS) -> float:
     """:func:`label_excess_z` from the counts #{u_i < tau} for each tau in ``levels`` (row
     blocks can count separately: the Dask backend)."""
-    return float(max((c - N * t) / np.sqrt(N * t * (1.0 - t))
-                     for c, t in zip(counts, levels, strict=True)))
+    return float(np.max(tail_z_scores(counts, N, levels)))
+
+
+def tail_z_scores(counts, N: int, levels=LEVELS) -> np.ndarray:
+    """z_tau = (#{u_i < tau} - N tau) / sqrt(N tau (1 - tau)) for each tau in ``levels``.
+
+    ``counts`` has shape (..., len(levels)) (one row per draw for the null law of
+    :func:`divpred.stopping.null_median_excess_z`); the result has the same shape.
+    """
+    levels = np.asarray(levels, dtype=float)
+    counts = np.asarray(counts)
+    if counts.shape[-1:] != levels.shape:
+        raise ValueError(f"counts must have one entry per level ({levels.size}); got shape "
+                         f"{counts.shape}")
+    return (counts - N * levels) / np.sqrt(N * levels * (1.0 - levels))

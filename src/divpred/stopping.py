@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._choices import STOP_RULES
-from .calibration import LEVELS
+from .calibration import LEVELS, tail_z_scores
 
 
 def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:
@@ -133,8 +133,7 @@ def null_median_excess_z(n: int) -> float:
     cells = np.diff(np.concatenate([[0.0], levels, [1.0]]))
     draws = np.random.default_rng([20260101, int(n)]).multinomial(int(n), cells, NULL_DRAWS)
     counts = np.cumsum(draws[:, : levels.size], axis=1)
-    z = ((counts - n * levels) / np.sqrt(n * levels * (1.0 - levels))).max(axis=1)
-    return float(np.median(z))
+    return float(np.median(tail_z_scores(counts, int(n), levels).max(axis=1)))
 
 
 @dataclass(frozen=True)
