@@ -14,7 +14,6 @@ from divpred.stopping import (
     auto_decision,
     auto_fallback,
     auto_rule,
-    calibration_fallback,
     calibration_rule,
     choose_iteration,
     null_median_excess_z,
@@ -184,9 +183,7 @@ def test_calibration_rule_is_the_excess_test_without_the_knee():
     assert calibration_rule(np.array(HIGH[:3]), _sizes(3)) is None
 
 
-def test_fallback_takes_the_smallest_excess_after_iteration_0():
-    assert calibration_fallback(np.array([9.0, 4.0, 2.0, 2.5])) == 2
-    assert calibration_fallback(np.array([9.0])) == 0
+def test_the_auto_rule_on_a_history_without_label_excess_z_is_an_error():
     with pytest.raises(ValueError, match="label_excess_z"):
         choose_iteration(pd.DataFrame({"variance": [1.0]}), "auto")
 

@@ -299,12 +299,6 @@ def auto_fallback(excess_z, variance, size, detect: float = 3.0,
     return int(auto_decision(excess_z, variance, size, detect, ratio, final=True).iteration)
 
 
-def calibration_fallback(excess_z: np.ndarray) -> int:
-    """The iteration >= 1 whose kept set came closest to calibrated (smallest excess_z)."""
-    z = np.asarray(excess_z, dtype=float)
-    return int(np.argmin(z[1:])) + 1 if z.size > 1 else 0
-
-
 def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
     """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`)."""
     if rule == "none":
