@@ -645,13 +645,13 @@ def _is_real(value) -> bool:
 
 def _check_count_or_fraction(value, name: str, *, upper_open: bool) -> None:
     """An int >= 1, "auto", or a fraction of n in (0, 1) (``upper_open``) or (0, 1]."""
-    if value == "auto" or isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        if value != "auto":
-            check_positive_int(value, name)
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        check_positive_int(value, name)
         return
     top = "1)" if upper_open else "1]"
-    if (not _is_real(value) or not 0 < value <= 1 or (upper_open and value == 1)
-            or isinstance(value, str)):
+    if not _is_real(value) or not 0 < value <= 1 or (upper_open and value == 1):
         raise ValueError(f"{name} must be an integer >= 1, a fraction of n in (0, {top} or "
                          f"'auto'; got {value!r}")
 
