@@ -291,12 +291,26 @@ def test_fraction_parameters_scale_with_n(n):
     (dict(max_iter=1.5), "max_iter must be"),
     (dict(max_fraction=0.0), "max_fraction"),
     (dict(max_fraction=1.5), "max_fraction"),
+    (dict(max_fraction=True), "max_fraction"),
+    (dict(max_fraction="0.5"), "max_fraction"),
     (dict(calibration_z=float("nan")), "calibration_z"),
 ])
 def test_bad_sizes_are_rejected(params, fragment):
     X, y, _ = mixed_data(seed=1)
     with pytest.raises(ValueError, match=fragment):
         Purifier(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("value", [True, "0.5", 0.0, 1.5, float("nan")])
+def test_numpy_and_dask_purifiers_refuse_the_same_max_fraction(value):
+    pytest.importorskip("dask")
+    from divpred.backends.dask_backend import DaskPurifier
+
+    X, y, _ = mixed_data(seed=1)
+    with pytest.raises(ValueError, match="max_fraction"):
+        Purifier(max_fraction=value).fit(X, y)
+    with pytest.raises(ValueError, match="max_fraction"):
+        DaskPurifier(max_fraction=value)
 
 
 def test_auto_run_resumes_to_the_identical_history(tmp_path, monkeypatch):

@@ -217,8 +217,7 @@ default="auto"
             raise ValueError(f"stop must be one of {STOP_RULES}; got {self.stop!r}")
         _check_count_or_fraction(self.k, "k", upper_open=True)
         _check_count_or_fraction(self.max_iter, "max_iter", upper_open=False)
-        if not _is_real(self.max_fraction) or not 0 < self.max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in (0, 1]; got {self.max_fraction!r}")
+        _check_max_fraction(self.max_fraction)
         if not _is_real(self.calibration_z) or not np.isfinite(self.calibration_z):
             raise ValueError(f"calibration_z must be a finite number; got {self.calibration_z!r}")
         if not 0 < self.validation_fraction < 1:
@@ -235,9 +234,9 @@ default="auto"
             ):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
 
-    def _check_sizes(self, n_pool: int) -> int:
-        """``min_size`` in effect; ValueError when k or min_size cannot fit ``n_pool`` points."""
-        k = self._resolve_sizes(n_pool)[0]
+    def _check_sizes(self, n_pool: int, k: int) -> int:
+        """``min_size`` in effect; ValueError when the resolved batch size ``k`` or min_size
+        cannot fit ``n_pool`` points."""
         if k >= n_pool:
             raise ValueError(
                 f"k={k} points per iteration is not fewer than the {n_pool} points that can "
@@ -294,7 +293,7 @@ default="auto"
         self._gram = _SubsetGram(X)
         n_pool = int(pool.sum())
         self.k_, self.max_iter_ = self._resolve_sizes(n_pool)
-        min_size = self._check_sizes(n_pool)
+        min_size = self._check_sizes(n_pool, self.k_)
         max_removed = math.floor(self.max_fraction * n_pool)
         self._calibrate = self.stop == "auto" or bool(self.record_calibration)
         self._folds = crossfit_folds(y, _calibration_seed(self.random_state))
@@ -654,6 +653,12 @@ def _check_count_or_fraction(value, name: str, *, upper_open: bool) -> None:
     if not _is_real(value) or not 0 < value <= 1 or (upper_open and value == 1):
         raise ValueError(f"{name} must be an integer >= 1, a fraction of n in (0, {top} or "
                          f"'auto'; got {value!r}")
+
+
+def _check_max_fraction(value) -> None:
+    """A real number in (0, 1] (booleans refused); shared with ``DaskPurifier``."""
+    if not _is_real(value) or not 0 < value <= 1:
+        raise ValueError(f"max_fraction must be in (0, 1]; got {value!r}")
 
 
 def _calibration_seed(random_state) -> int:

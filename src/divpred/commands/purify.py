@@ -88,8 +88,9 @@ def run(args) -> int:
                    progress=progress_label(args, "purify: iterations"), n_jobs=args.n_jobs)
     n = train.X.shape[0]
     pur._check_params()
-    min_size = pur._check_sizes(n)
-    if n - pur._resolve_sizes(n)[0] < min_size:
+    k = pur._resolve_sizes(n)[0]
+    min_size = pur._check_sizes(n, k)
+    if n - k < min_size:
         raise ValueError(
             f"--k {args.k} is too large for {n} rows: an iteration must keep at least "
             f"{min_size} rows, so not one could run; use --k {max(1, min(n // 4, n - 10))} or less"

@@ -58,7 +58,7 @@ class DaskPurifier:
     def __init__(self, *, alpha=1e-4, damping=0.01, tol=1e-10, max_newton=100,
                  method="fast1", k="auto", max_iter="auto", max_fraction=0.5, min_size=None,
                  stop="auto", calibration_z=3.0, random_state=None, client=None):
-        from ...purify import _check_count_or_fraction
+        from ...purify import _check_count_or_fraction, _check_max_fraction
 
         if method not in FAST_METHODS:
             raise ValueError(f"method must be one of {FAST_METHODS}; got {method!r}")
@@ -66,8 +66,7 @@ class DaskPurifier:
             raise ValueError(f"the Dask backend offers stop='auto' or 'none'; got {stop!r}")
         _check_count_or_fraction(k, "k", upper_open=True)
         _check_count_or_fraction(max_iter, "max_iter", upper_open=False)
-        if not 0 < max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in (0, 1]; got {max_fraction!r}")
+        _check_max_fraction(max_fraction)
         self.alpha, self.damping, self.tol, self.max_newton = alpha, damping, tol, max_newton
         self.method, self.k, self.max_iter, self.min_size = method, k, max_iter, min_size
         self.max_fraction, self.stop, self.calibration_z = max_fraction, stop, calibration_z
