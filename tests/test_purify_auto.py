@@ -106,6 +106,46 @@ def test_null_median_matches_an_exact_computation():
     assert 0.4 < median < 0.8  # not 0: z is a maximum over three levels
 
 
+@pytest.mark.parametrize("n", [5, 37, 76, 181, 500, 2000, 10_000])
+def test_exact_null_median_agrees_with_the_monte_carlo_within_its_noise(n):
+    """The exact law (stopping.null_excess_law) against 20,000 multinomial draws: the CDF at
+    the Monte Carlo median is 1/2 within 4 standard errors of an empirical CDF (0.0035); at
+    small n z takes few values, so the two medians are often the same number (the values
+    can differ where the CDF sits near 1/2 over a whole step, e.g. n = 76)."""
+    from divpred.stopping import _null_median_monte_carlo, null_excess_law
+
+    mc = _null_median_monte_carlo(n)
+    exact = null_median_excess_z(n)
+    wide = 10 * math.sqrt(n) + 1 if n < 50 else 3.0  # a few rows: z spreads over +-10 sqrt(n)
+    values, cdf = null_excess_law(n, -wide, wide)
+    assert exact == values[np.searchsorted(cdf, 0.5)]
+    below = cdf[np.searchsorted(values, mc - 1e-9) - 1] if values[0] < mc - 1e-9 else 0.0
+    at = cdf[np.searchsorted(values, mc + 1e-9) - 1]
+    se = math.sqrt(0.25 / 20_000)
+    assert below <= 0.5 + 4 * se and at >= 0.5 - 4 * se
+
+
+def test_exact_null_law_is_the_brute_force_law_at_small_n():
+    n, levels = 23, (0.01, 0.05, 0.1)
+    from divpred.stopping import null_excess_law
+
+    law = {}
+    for c3 in range(n + 1):
+        for c2 in range(c3 + 1):
+            for c1 in range(c2 + 1):
+                p = (stats.binom.pmf(c3, n, 0.1) * stats.binom.pmf(c2, c3, 0.5)
+                     * stats.binom.pmf(c1, c2, 0.2))
+                key = max((c - n * t) / math.sqrt(n * t * (1 - t))
+                          for c, t in zip((c1, c2, c3), levels, strict=True))
+                law[round(key, 9)] = law.get(round(key, 9), 0.0) + p
+    keys = np.array(sorted(law))
+    cdf = np.cumsum([law[v] for v in keys])
+    values, exact_cdf = null_excess_law(n, -10 * math.sqrt(n) - 1, 10 * math.sqrt(n) + 1)
+    at = np.searchsorted(values, keys - 1e-9)  # every value of the brute force is tabulated
+    np.testing.assert_allclose(values[at], keys, atol=1e-9)
+    np.testing.assert_allclose(exact_cdf[at], cdf, atol=1e-12)
+
+
 @pytest.mark.parametrize("z, expect, test", [
     # one high z at iteration 0 and one at 3: median 2.5 over the window, no persistent excess
     ([5.0, 1.0, 1.0, 4.0] + [-1.0] * 16, 0, "no_excess"),
