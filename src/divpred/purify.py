@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
+from . import _calibration_schedule as schedule
 from . import _io
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._purify_alpha import chooses_alpha, refit_with_chosen_alpha
@@ -115,8 +116,14 @@ default="auto"
     tol, knee_ratio, patience, validation_fraction, agreement_threshold, calibration_z :
         parameters of the rules above.
     record_calibration : bool, default=False
-        Record ``label_excess_z`` in the history for any ``stop`` (always done for "auto"; it
-        costs five warm-started refits on 80% of the kept rows per iteration).
+        Record ``label_excess_z`` at every iteration, for any ``stop`` (five cross-fitted fold
+        fits on 80% of the kept rows each). Without it, ``stop="auto"`` evaluates the
+        statistic only where its rule can read it (``divpred._calibration_schedule``: the
+        probe window, then the iterations where a bound on its fall allows the null level,
+        and the neighbours of every value at or below it, none after the crossing); the other
+        iterations hold NaN, and the run stops at the same iteration with the same choice as
+        with z everywhere unless z falls by more than the bound in a skipped stretch and
+        recovers.
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
         parameters resumes from it and produces the identical history.
@@ -136,8 +143,8 @@ default="auto"
         ``train_loss``, ``train_accuracy``, ``removed_agreement`` (fraction of the points
         removed at that iteration whose label the refit predicts; NaN at 0), ``method_used``,
         ``removed`` (indices removed at that iteration, a list), plus ``label_excess_z`` (the
-        statistic of ``stop="auto"``), ``eval_accuracy``, ``val_accuracy`` and
-        ``contaminants_removed`` when available.
+        statistic of ``stop="auto"``; NaN where its lazy schedule skipped it),
+        ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     removal_scores_ : ndarray of float, same shape as ``removal_order_``
@@ -296,6 +303,8 @@ default="auto"
         min_size = self._check_sizes(n_pool, self.k_)
         max_removed = math.floor(self.max_fraction * n_pool)
         self._calibrate = self.stop == "auto" or bool(self.record_calibration)
+        # stop="auto" alone evaluates z only where its rule can need it (_calibration_schedule)
+        self._lazy = self.stop == "auto" and not self.record_calibration
         self._folds = crossfit_folds(y, _calibration_seed(self.random_state))
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
@@ -303,9 +312,10 @@ default="auto"
         if state is None:
             keep = pool.copy()
             model = _fit_rows(clone(base), X, y, keep, self._gram)
+            records = []
             rec, fitted = self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
-                                       contamination)
-            records = [rec]
+                                       contamination, records)
+            records.append(rec)
             order: list[int] = []
             scores_removed: list[float] = []
             thetas = [model.theta_]
@@ -329,6 +339,8 @@ default="auto"
             stopped_by = None
         while stopped_by is None:
             if self._stopped(records) is not None:
+                if self._lazy:
+                    keep, it = self._cut_back(records, order, scores_removed, thetas)
                 stopped_by = self.stop
                 break
             if len(order) + self.k_ > max_removed:
@@ -366,9 +378,11 @@ default="auto"
                 model.set_params(warm_start=True)
             _fit_rows(model, X, y, keep, self._gram)
             rec, fitted = self._record(it, model, X, y, keep, top.tolist(), info["method"],
-                                       eval_set, validation_set, contamination)
+                                       eval_set, validation_set, contamination, records)
             records.append(rec)
             thetas.append(model.theta_)
+            if self._lazy:
+                self._fill_excess(records, thetas, base, X, y)
             self.seconds_.append(time.perf_counter() - t0)
             self._save_checkpoint(fingerprint, records, order, scores_removed, thetas, None)
             if bar is not None:
@@ -457,8 +471,10 @@ default="auto"
                     f"a single class{pending}")
         raise AssertionError(f"unknown stop cause {stopped_by!r}")
 
-    def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam):
-        """The history row of one iteration, and the evaluated fit that the next scoring reuses."""
+    def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam,
+                records):
+        """The history row of one iteration (``records``: the rows before it), and the
+        evaluated fit that the next scoring reuses."""
         fitted = FittedState.from_model(model, X[keep], y[keep],
                                         for_fast_scores=self.method in FAST_METHODS,
                                         input_gram=self._gram.rows(keep))
@@ -478,8 +494,12 @@ default="auto"
             "removed": list(removed),
         }
         if self._calibrate:
-            rec["label_excess_z"] = self._label_excess(it, model, X[keep], y[keep],
-                                                       self._folds[keep], self._gram.rows(keep))
+            rec["label_excess_z"] = float("nan")
+            if not self._lazy or schedule.needs_excess(
+                    [r["label_excess_z"] for r in records],
+                    [r["size"] for r in records] + [rec["size"]], it):
+                rec["label_excess_z"] = self._label_excess(
+                    it, model, X[keep], y[keep], self._folds[keep], self._gram.rows(keep))
         if eval_set is not None:
             rec["eval_accuracy"] = float(model.score(*eval_set))
         if val_set is not None:
@@ -487,6 +507,44 @@ default="auto"
         if contam is not None:
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
         return rec, fitted
+
+    def _excess_at(self, t, records, thetas, base, X, y) -> float:
+        """z of a past iteration t (the lazy schedule), from its kept rows and stored fit: the
+        value iteration t would have recorded."""
+        keep = self._pool.copy()
+        for rec in records[1 : t + 1]:
+            keep[rec["removed"]] = False
+        model = clone(base)
+        set_fitted_theta(model, thetas[t], np.unique(y[keep]))
+        return self._label_excess(t, model, X[keep], y[keep], self._folds[keep],
+                                  self._gram.rows(keep))
+
+    def _fill_excess(self, records, thetas, base, X, y) -> None:
+        """The lazy schedule's closure: z at the skipped neighbours of every z at or below its
+        null median (``_calibration_schedule.fill_neighbourhoods``), written into ``records``."""
+        z = [r["label_excess_z"] for r in records]
+        filled = schedule.fill_neighbourhoods(
+            z, [r["size"] for r in records],
+            lambda t: self._excess_at(t, records, thetas, base, X, y))
+        for t in filled:
+            records[t]["label_excess_z"] = z[t]
+
+    def _cut_back(self, records, order, scores_removed, thetas):
+        """The auto rule has decided on a lazily evaluated history: if z filled in by the
+        closure shows that z everywhere would have decided at an earlier iteration T
+        (``_calibration_schedule.first_decided``), end the run there as that run would have
+        (lists shortened in place). Returns the kept mask and the last iteration."""
+        T = schedule.first_decided([r["label_excess_z"] for r in records],
+                                   [r["variance"] for r in records],
+                                   [r["size"] for r in records], self.calibration_z,
+                                   self.knee_ratio)
+        if T is not None and T < len(records) - 1:
+            del records[T + 1 :], thetas[T + 1 :], self.seconds_[T + 1 :]
+            removed = sum(len(r["removed"]) for r in records)
+            del order[removed:], scores_removed[removed:]
+        keep = self._pool.copy()
+        keep[np.asarray(order, dtype=int)] = False
+        return keep, len(records) - 1
 
     def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> float:
         """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""

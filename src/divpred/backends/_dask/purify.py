@@ -7,11 +7,12 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
+from ... import _calibration_schedule as schedule
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, set_fitted_theta
 from .calibration import label_excess
 from .data import as_dask_data
-from .engine import _compute, _prepare
+from .engine import _compute, _Data, _prepare
 from .fit import fit_multinomial
 from .influence import FAST_METHODS, _delta, _summary
 
@@ -45,7 +46,8 @@ class DaskPurifier:
     ----------
     history_ : pandas.DataFrame with ``iteration``, ``size``, ``variance``, ``train_loss``,
         ``method_used``, ``removed`` (rows removed after that iteration's fit),
-        ``newton_iterations``, ``seconds``, ``label_excess_z`` (``stop="auto"``) and
+        ``newton_iterations``, ``seconds``, ``label_excess_z`` (``stop="auto"``; NaN where
+        the Purifier's lazy schedule skips it, at the same iterations) and
         ``eval_accuracy`` when an ``eval_set`` is given.
     removal_order_ : ndarray of int (row indices in removal order)
     best_iteration_ : int (the iteration chosen by the rule; the last one for ``stop="none"``)
@@ -104,20 +106,28 @@ class DaskPurifier:
             thetas.append(model.theta_)
             rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
                    "newton_iterations": model.n_iter_}
-            if folds is not None:
-                rng = np.random.default_rng([seed, it])
-                rec["label_excess_z"] = label_excess(data, model, folds, rng, fit_kwargs,
-                                                     self.client)
             stopped_by = None
             if folds is not None:
-                z = [r["label_excess_z"] for r in records] + [rec["label_excess_z"]]
+                # the Purifier's lazy schedule (divpred._calibration_schedule): the same z
+                z = [r["label_excess_z"] for r in records] + [float("nan")]
                 sizes = [r["size"] for r in records] + [rec["size"]]
+                if schedule.needs_excess(z, sizes, it):
+                    z[it] = self._excess(data, model, folds, seed, it, fit_kwargs)
+                for t in schedule.fill_neighbourhoods(z, sizes, lambda t: self._excess(
+                        self._past(data, records, t), thetas[t], folds, seed, t, fit_kwargs)):
+                    if t < it:
+                        records[t]["label_excess_z"] = z[t]
+                rec["label_excess_z"] = z[it]
                 if calibration_rule(z, sizes, self.calibration_z) is not None:
                     # the Purifier's auto rule also waits for the knee of V, which needs this V
                     rec["variance"] = _summary(data, model, self.client).variance
                     if auto_rule(z, [r["variance"] for r in records] + [rec["variance"]],
                                  sizes, self.calibration_z) is not None:
                         stopped_by = "auto"
+                        it = self._cut_back(records, order, thetas, data, rec)
+                        if it < len(records):  # records[it] becomes the stop record
+                            rec, model = records.pop(), self._model_at(thetas[it], data)
+                            rec["variance"] = _summary(data, model, self.client).variance
             # the caps end an auto run too (then auto_fallback chooses)
             if stopped_by is not None:
                 pass
@@ -164,6 +174,42 @@ class DaskPurifier:
         kept_removed = np.sort(self.removal_order_[: self.best_iteration_ * k])
         self.keep_mask_ = ~da.isin(data.rows, kept_removed)
         return self
+
+    def _excess(self, data, model, folds, seed, it, fit_kwargs) -> float:
+        """label_excess_z of iteration ``it``'s kept rows (``model``: its fit or theta)."""
+        if isinstance(model, np.ndarray):
+            model = self._model_at(model, data)
+        rng = np.random.default_rng([seed, it])
+        return label_excess(data, model, folds, rng, fit_kwargs, self.client)
+
+    def _model_at(self, theta, data) -> MultinomialLogit:
+        model = MultinomialLogit(alpha=self.alpha, damping=self.damping, tol=self.tol)
+        set_fitted_theta(model, theta, data.classes)
+        return model
+
+    @staticmethod
+    def _past(data, records, t) -> _Data:
+        """The data as iteration t saw them (the rows removed at iterations 1 .. t)."""
+        removed = [i for rec in records[1 : t + 1] for i in rec["removed"]]
+        return _Data(data.X, data.y, data.classes,
+                     removed=np.sort(np.asarray(removed, dtype=np.int64)))
+
+    def _cut_back(self, records, order, thetas, data, rec) -> int:
+        """As ``Purifier._cut_back``: the iteration where z everywhere would have decided
+        (``_calibration_schedule.first_decided``, with ``rec`` the current one). When it is
+        earlier, the lists are cut after it (its record is left last, for the caller to make
+        the stop record) and ``data.removed`` is reset; returns it."""
+        hist = [*records, rec]
+        T = schedule.first_decided([r["label_excess_z"] for r in hist],
+                                   [r["variance"] for r in hist], [r["size"] for r in hist],
+                                   self.calibration_z)
+        if T is None or T == len(records):
+            return len(records)
+        del records[T + 1 :], thetas[T + 1 :]
+        records[T]["method_used"], records[T]["removed"] = "", []
+        del order[sum(len(r["removed"]) for r in records) :]
+        data.removed = np.sort(np.asarray(order, dtype=np.int64))
+        return T
 
 
 def _block_top(vals, rows, k):
