@@ -144,3 +144,99 @@ def test_block_quadratic_forms_many_equal_explicit_forms():
     expected = sm.block_rows_dot(G @ Ms[0], Xa)  # xa_i . (M g_i)_a from the m-wide product
     np.testing.assert_allclose(sm.contract_forms(got[0], R), expected, rtol=0,
                                atol=1e-12 * np.abs(expected).max())
+
+
+def test_fast2_binary_removal_sums_equal_explicit_matrices():
+    """The B = 1 kernel (elementwise over candidates) against explicit n x n matrices."""
+    from divpred._fast2 import _removal_sums_binary
+
+    n = 30
+    X, y = make_classification(n, 4, 2, seed=3)
+    st = FittedState.from_model(MultinomialLogit(alpha=1e-2).fit(X, y), X, y)
+    rng = np.random.default_rng(7)
+    T = rng.normal(size=(n, n))  # any rows xa_z . H~^{-1} g_i and any symmetric K~
+    Kt = rng.normal(size=(n, n))
+    Kt = Kt + Kt.T
+    KT = T @ Kt
+    bz = np.sqrt(st.W[:, 0, 0]) / np.sqrt(n - 1.0)
+    gamma = rng.normal(size=n)
+    s1_exp, s2_exp = explicit_removal_sums(Kt, (T * bz[:, None])[:, :, None],
+                                           gamma[:, None, None])
+    zs = np.arange(n)
+    s1, corr = _removal_sums_binary(zs, T, KT, Kt, np.diag(Kt).copy(), bz, gamma)
+    np.testing.assert_allclose(-s1, s1_exp, rtol=0, atol=1e-12 * np.abs(s1_exp).max())
+    np.testing.assert_allclose(corr, s2_exp, rtol=0, atol=1e-12 * np.abs(s2_exp).max())
+
+
+def _binary_dual_state(n=24, d=40, seed=11):
+    X, y = make_classification(n, d, 2, seed=seed)
+    model = MultinomialLogit(alpha=1e-2, damping=0.01).fit(X, y)
+    st = FittedState.from_model(model, X, y, for_fast_scores=True)
+    assert st.binary_dual
+    return model, X, y, st
+
+
+def test_dual_gram_equals_explicit_solve():
+    from divpred._state import dual_gram
+
+    _, _, _, st = _binary_dual_state()
+    omega = st.W[:, 0, 0] / st.n
+    got = dual_gram(st.Gm, omega, st.mu)
+    H = st.Xa.T @ (omega[:, None] * st.Xa) + st.mu * np.eye(st.D)  # explicit D x D
+    expected = st.Xa @ np.linalg.solve(H, st.Xa.T)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_array_equal(got, got.T)  # SYRK: exactly symmetric
+
+
+def test_dual_first_order_terms_equal_explicit_matrices():
+    """Every term of scores._first_order_terms_dual (B = 1, n < m) against the definitions in
+    scores' docstring evaluated with explicit n x n and m x m matrices."""
+    from divpred.scores import _first_order_terms_dual
+
+    _, _, _, st = _binary_dual_state()
+    n, Xa, r, w = st.n, st.Xa, st.R[:, 0], st.W[:, 0, 0]
+    G = r[:, None] * Xa
+    H = Xa.T @ ((w / n)[:, None] * Xa) + st.mu * np.eye(st.D)
+    Hinv = np.linalg.inv(H)
+    K = -G @ Hinv @ G.T
+    N = n * (n - 1.0)
+    off = ~np.eye(n, dtype=bool)
+    S1, S2 = K[off].sum(), (K[off] ** 2).sum()
+    Phi = (2.0 / N) * (K - S1 / N)
+    np.fill_diagonal(Phi, 0.0)
+    U = Phi @ G @ Hinv
+    M = Hinv @ G.T @ Phi @ G @ Hinv
+    expected = {
+        "S1": S1, "S2": S2, "r": K.sum(axis=1), "s": (K * K).sum(axis=1),
+        "dprime": -np.diag(K), "t": np.sum(U * Xa, axis=1)[:, None],
+        "qw": np.einsum("nd,de,ne->n", Xa, M, Xa) * w,
+        "s_vec": (np.einsum("nd,de,ne->n", Xa, Hinv, Xa) * r / n)[:, None],
+    }
+    got = _first_order_terms_dual(st)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=0,
+                                   atol=1e-12 * np.abs(value).max(), err_msg=key)
+
+
+def test_binary_dual_fast2_fixed_part_equals_explicit_matrices(monkeypatch):
+    """fast2's V_{-z} at fixed parameters on the binary dual path (K~ A1 as A1 A1^T R, the
+    B = 1 removal sums) against one explicit n x n influence matrix per candidate."""
+    from divpred import scores as scores_module
+    from divpred._fast2 import fast2_fixed_and_shift
+
+    model, X, y, st = _binary_dual_state()
+    f = scores_module._first_order_terms_dual(st)
+    for key in ("shift", "s_vec"):  # no model shift: the fixed-parameter part alone
+        f[key] = np.zeros_like(f[key])
+    got = fast2_fixed_and_shift(st, f)
+    n = st.n
+    G = st.R[:, 0][:, None] * st.Xa
+    w = st.W[:, 0, 0]
+    expected = np.empty(n)
+    for z in range(n):
+        keep = np.arange(n) != z
+        H = st.Xa[keep].T @ ((w[keep] / (n - 1.0))[:, None] * st.Xa[keep])
+        H += st.mu * np.eye(st.D)
+        Kz = -G[keep] @ np.linalg.solve(H, G[keep].T)
+        expected[z] = Kz[~np.eye(n - 1, dtype=bool)].var()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())

@@ -29,10 +29,14 @@ def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
         Mxt = dual_gram(state.Gm, state.W[:, 0, 0] / (n - 1.0), state.mu)
         Kt = -(r[:, None] * Mxt * r[None, :])
         A1 = Mxt * r[None, :]
+        # rows KT = A1 K~ = -(Mxt R^2 Mxt) R = -(A1 A1^T) R with R = diag(r): a symmetric
+        # product (SYRK), half the multiplications of the GEMM A1 K~
+        KA1 = A1 @ A1.T
+        KA1 *= -r[None, :]
 
-        def rows(zs):
-            T = A1[zs]
-            return T[:, :, None], (T @ Kt)[:, :, None]
+        def rows(zs):  # zs: a contiguous block of candidates, so slices (views) serve
+            block = slice(zs[0], zs[-1] + 1)
+            return A1[block][:, :, None], KA1[block][:, :, None]
 
         Hd = np.diag(Mxt).copy()[:, None, None]
     else:
@@ -73,7 +77,12 @@ def fast2_fixed_and_shift(state: FittedState, f: dict) -> np.ndarray:
     block = int(max(1, _BLOCK_BYTES // (8 * n * (5 * B + 1))))
     for start in range(0, n, block):
         zs = np.arange(start, min(start + block, n))
-        S1[zs], S2[zs] = _removal_sums(zs, rows(zs), Kt, diagK, Lz[zs] * scale, Gamma[zs])
+        if B == 1:
+            T, KT = rows(zs)
+            S1[zs], S2[zs] = _removal_sums_binary(zs, T[:, :, 0], KT[:, :, 0], Kt, diagK,
+                                                  Lz[zs, 0, 0] * scale, Gamma[zs, 0, 0])
+        else:
+            S1[zs], S2[zs] = _removal_sums(zs, rows(zs), Kt, diagK, Lz[zs] * scale, Gamma[zs])
     S1 = (sumK - trK) - S1
     S2 = (sumK2 - diagK2) + S2
     Np = (n - 1.0) * (n - 2.0)
@@ -108,5 +117,28 @@ def _removal_sums(zs, rows, Kt, diagK, Bz, Gamma):
     s1 = np.einsum("za,zab,zb->z", a_vec, Gamma, a_vec) - e.sum(axis=1)
     GA = Gamma @ A
     sq = -2.0 * np.einsum("zab,zba->z", Gamma, VKV) + np.einsum("zab,zba->z", GA, GA)
+    diag = -2.0 * (e @ diagK) + np.einsum("zi,zi->z", e, e)
+    return s1, sq - diag
+
+
+def _removal_sums_binary(zs, T, KT, Kt, diagK, bz, gamma):
+    """:func:`_removal_sums` for B = 1, where v_{z,i}, B_z and Gamma_z are scalars: the batched
+    B x B products become elementwise products of (c, n) arrays.
+
+    ``T``, ``KT`` of shape (c, n); ``bz`` = L_z / sqrt(n - 1) and ``gamma`` = Gamma_z, shape (c,).
+    """
+    local = np.arange(zs.shape[0])
+    V = T * bz[:, None]  # v_{z,i}
+    KV = KT * bz[:, None]  # (K~ V_z)_i
+    # z leaves the set: drop v_{z,z} from every sum over i
+    vzz = V[local, zs]
+    KV -= Kt[zs] * vzz[:, None]
+    V[local, zs] = 0.0
+    a = V.sum(axis=1)
+    VV = V * V
+    e = VV * gamma[:, None]  # v_{z,i} Gamma_z v_{z,i}
+    s1 = gamma * a * a - e.sum(axis=1)
+    GA = gamma * VV.sum(axis=1)
+    sq = -2.0 * gamma * np.einsum("zi,zi->z", V, KV) + GA * GA
     diag = -2.0 * (e @ diagK) + np.einsum("zi,zi->z", e, e)
     return s1, sq - diag

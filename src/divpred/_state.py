@@ -216,15 +216,20 @@ def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
     """Xa (Xa^T diag(omega) Xa + mu I)^{-1} Xa^T from the Gram matrix Gm = Xa Xa^T, (n, n).
 
     Push-through identity with U = diag(sqrt(omega)):
-    (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu; one n x n Cholesky, no D x D work.
+    (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu; one n x n Cholesky L, one triangular solve
+    Z = L^{-1} U Gm and one symmetric product Z^T Z (SYRK: the result is exactly symmetric),
+    no D x D work.
     """
     u = np.sqrt(np.clip(omega, 0.0, None))
-    F = Gm * np.outer(u, u)
+    T = u[:, None] * Gm  # U Gm
+    F = T * u[None, :]
     F[np.diag_indices_from(F)] += mu
     L = linalg.cholesky(F, lower=True, overwrite_a=True, check_finite=False)
-    Z = linalg.solve_triangular(L, u[:, None] * Gm, lower=True, check_finite=False)
-    M = (Gm - Z.T @ Z) / mu
-    return 0.5 * (M + M.T)
+    Z = linalg.solve_triangular(L, T, lower=True, overwrite_b=True, check_finite=False)
+    M = Z.T @ Z
+    np.subtract(Gm, M, out=M)
+    M /= mu
+    return M
 
 
 def pair_removal_delta(S1, S2, n, b, a, shift, renorm):

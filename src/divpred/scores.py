@@ -425,28 +425,39 @@ def _first_order_terms(state: FittedState) -> dict:
 # matrix Gm = Xa Xa^T without any m x m work:
 #   Xa (Xa^T Omega Xa + mu I)^{-1} Xa^T = (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu,  U^2 = Omega.
 def _first_order_terms_dual(state: FittedState) -> dict:
-    """The keys of :func:`_first_order_terms` for B = 1, n < m, in O(n^3 + n^2 D)."""
+    """The keys of :func:`_first_order_terms` for B = 1, n < m, in O(n^3 + n^2 D).
+
+    With A1 = Mx R (R = diag(r), A1_ij = xa_i^T H^{-1} g_j), K = -R Mx R and Phi = (2/N)(K
+    - (S1/N) 1 1^T + E), E = diag(r_k^2 Mx_kk + S1/N) (Phi's diagonal zeroed):
+    K_ij A1_ij = -r_i A1_ij^2, so t_i = (Phi A1^T)_ii = (2/N)(-r_i sum_k A1_ik^2
+    - (S1/N) (Mx r)_i + E_ii A1_ii), and xa_i^T M xa_i = (A1 Phi A1^T)_ii
+    = (2/N)(-(P R^2 Mx)_ii - (S1/N) (Mx r)_i^2 + sum_k A1_ik^2 E_kk) with P = A1 A1^T
+    (one symmetric product, no n x n Phi).
+    """
     n = state.n
     r = state.R[:, 0]
     w = state.W[:, 0, 0]
     Mx = state.Mx_dual
-    K = state.K_dual
-    diag = np.diag(K).copy()
-    K2 = K * K
     S1, S2 = state.pair_sums
     N = n * (n - 1.0)
-    Phi = (2.0 / N) * (K - S1 / N)
-    np.fill_diagonal(Phi, 0.0)
+    s1n = S1 / N
     A1 = Mx * r[None, :]  # xa_i^T H^{-1} g_j
-    t = np.sum(Phi * A1, axis=1)  # u_i . xa_i with U = Phi G H^{-1}
-    Qd = np.sum((A1 @ Phi) * A1, axis=1)[:, None, None]  # xa_i^T M xa_i
+    A1sq = A1 * A1
+    a1sq_rows = A1sq.sum(axis=1)
+    Mr = A1.sum(axis=1)  # (Mx r)_i
+    dMx = np.diag(Mx).copy()
+    e = r * r * dMx + s1n
+    t = (2.0 / N) * (-r * a1sq_rows - s1n * Mr + e * r * dMx)  # u_i . xa_i, U = Phi G H^{-1}
+    P = A1 @ A1.T  # Mx R^2 Mx
+    P *= A1
+    Qd = (2.0 / N) * (-(P @ r) - s1n * Mr * Mr + A1sq @ e)  # xa_i^T M xa_i
+    Qd = Qd[:, None, None]
     coef_h = hessian_shift_coefficients(state.P, state.Q, Qd)
     cc = -2.0 * w * t + coef_h[:, 0] / n  # c = Xa^T cc
     return {
-        "S1": S1, "S2": S2, "r": K.sum(axis=1),
-        "s": K2.sum(axis=1), "dprime": -diag, "qw": Qd[:, 0, 0] * w, "t": t[:, None],
-        "coef_h": coef_h,
-        "shift": r * (Mx @ cc) / n, "s_vec": (r * np.diag(Mx) / n)[:, None],
+        "S1": S1, "S2": S2, "r": -r * Mr, "s": r * r * a1sq_rows, "dprime": r * r * dMx,
+        "qw": Qd[:, 0, 0] * w, "t": t[:, None], "coef_h": coef_h,
+        "shift": r * (Mx @ cc) / n, "s_vec": (r * dMx / n)[:, None],
     }
 
 
