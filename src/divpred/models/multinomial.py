@@ -314,7 +314,8 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             Wr = Wr * w[:, None, None]
         if B == 1:
             U = np.sqrt(np.clip(Wr, 0.0, None))
-            F = gram * np.outer(U[:, 0, 0], U[:, 0, 0])
+            F = gram * U[:, 0]  # U gram U without an n x n outer product
+            F *= U[:, 0, 0]
         else:
             evals, evecs = np.linalg.eigh(Wr)
             U = evecs * np.sqrt(np.clip(evals, 0.0, None))[:, None, :]  # (n, B, B)
@@ -518,7 +519,7 @@ sqrt(float64 max) ~ 1e154 for them to be finite."""
 
 
 def _check_magnitude(X: np.ndarray) -> None:
-    big = float(np.max(np.abs(X))) if X.size else 0.0
+    big = max(float(X.max()), -float(X.min())) if X.size else 0.0  # max |x|, no |X| copy
     if big > MAX_ABS_FEATURE:
         raise ValueError(
             f"X has values up to {big:.3g} in absolute value; the model's products of features "
