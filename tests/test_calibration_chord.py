@@ -7,7 +7,7 @@ import divpred.calibration as cal
 from divpred import MultinomialLogit
 from divpred.calibration import crossfit_folds, crossfit_probabilities, label_excess_z
 from divpred.data import flip_labels, load_digits_pair, make_sd
-from divpred.models._softmax import augment
+from divpred.models._softmax import augment, contrast_basis
 
 
 def _digits_noisy():
@@ -55,8 +55,8 @@ def test_chord_probabilities_match_cold_refits(data, monkeypatch):
     exact = _cold_fold_probabilities(model, X, y, fold, classes)
     Xa = augment(X)
     refits = []
-    real = cal._refit
-    monkeypatch.setattr(cal, "_refit", lambda *a, **k: refits.append(1) or real(*a, **k))
+    real = cal._newton_refit
+    monkeypatch.setattr(cal, "_newton_refit", lambda *a, **k: refits.append(1) or real(*a, **k))
     chord = crossfit_probabilities(model, X, y, fold, classes, input_gram=Xa @ Xa.T)
     gap = np.abs(chord - exact).max()
     assert gap <= _bound(model, X)
@@ -90,3 +90,46 @@ def test_unknown_solver_is_rejected():
     model = MultinomialLogit().fit(X, y)
     with pytest.raises(ValueError, match="solver"):
         crossfit_probabilities(model, X, y, crossfit_folds(y), np.unique(y), solver="newton")
+
+
+def test_newton_fold_refit_equals_the_model_refit():
+    """The fold refit run on the augmented rows directly is the model's own warm-started
+    refit (clone, validation, Newton), to the last bit."""
+    X, y = _wide_binary()
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    train = crossfit_folds(y, 0) != 0
+    Xa = augment(X)
+    yidx = np.searchsorted(model.classes_, y)
+    Q = contrast_basis(2)
+    start = model.theta_ * 0.9
+    gram = (Xa @ Xa.T)[np.ix_(train, train)]
+    direct = cal._newton_refit(model, X, y, train, Xa, yidx, Q, start, gram)
+    expected = cal._refit(model, X[train], y[train], start, gram).theta_
+    np.testing.assert_array_equal(direct, expected)
+
+
+@pytest.mark.parametrize("data", [_sd_four_letters, _wide_binary])
+def test_fold_starts_give_the_same_probabilities(data):
+    """Warm starts from earlier fold solutions (what a Purifier passes from its previous
+    iteration) reach the same minimisers: within the tol bound of the cold refits, the same
+    statistic; the dict holds every fold's solution afterwards."""
+    X, y = data()
+    fold = crossfit_folds(y, 0)
+    classes = np.unique(y)
+    drop = np.arange(X.shape[0]) >= 6  # the previous iteration had six rows more
+    first = MultinomialLogit(alpha=1e-3).fit(X, y)
+    starts: dict = {}
+    crossfit_probabilities(first, X, y, fold, classes, fold_starts=starts)
+    assert sorted(starts) == sorted(np.unique(fold).tolist())
+    assert all(t.shape == first.theta_.shape for t in starts.values())
+    before = {f: t.copy() for f, t in starts.items()}
+    Xk, yk, fk = X[drop], y[drop], fold[drop]
+    model = MultinomialLogit(alpha=1e-3).fit(Xk, yk)
+    warm = crossfit_probabilities(model, Xk, yk, fk, classes, fold_starts=starts)
+    exact = _cold_fold_probabilities(model, Xk, yk, fk, classes)
+    assert np.abs(warm - exact).max() <= min(_bound(model, Xk), 1e-6)
+    assert any(not np.array_equal(before[f], starts[f]) for f in starts)  # stored back
+    u = np.random.default_rng(3).random(Xk.shape[0])
+    yidx = np.searchsorted(classes, yk)
+    assert (label_excess_z(cal.pit_given_uniforms(warm, yidx, u))
+            == label_excess_z(cal.pit_given_uniforms(exact, yidx, u)))

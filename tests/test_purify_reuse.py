@@ -46,3 +46,32 @@ def test_cached_input_gram_gives_the_uncached_history(C, method, monkeypatch):
 def test_no_gram_is_cached_when_points_outnumber_features():
     X, y = make_classification(40, 3, 2, seed=12)
     assert purify_module._SubsetGram(X).rows(np.ones(40, dtype=bool)) is None
+
+
+@pytest.mark.parametrize("n,d", [(60, 80), (150, 4)], ids=["dual", "primal"])
+def test_fold_warm_starts_give_the_cold_history(n, d, monkeypatch):
+    """Each iteration's fold refits start from the previous iteration's fold solutions: the same
+    label-excess statistic, removals and stopping as starting every fold from the kept-set fit."""
+    from divpred import calibration
+
+    X, y = make_classification(n, d, 2, seed=5)
+    y[: n // 10] = 1 - y[: n // 10]  # flipped labels: an excess to remove
+    kwargs = {"model": MultinomialLogit(alpha=1e-3), "k": 3, "max_iter": 6}
+    starts_seen = []
+    real = calibration._chord_probabilities
+
+    def spy(*args):
+        starts_seen.append(len(args[-1]))
+        return real(*args)
+
+    monkeypatch.setattr(calibration, "_chord_probabilities", spy)
+    warm = Purifier(**kwargs).fit(X, y)
+    assert starts_seen[0] == 0 and all(k == 5 for k in starts_seen[1:])
+    real_cf = calibration.crossfit_probabilities
+    monkeypatch.setattr(purify_module, "crossfit_probabilities",
+                        lambda *a, fold_starts=None, **k: real_cf(*a, **k))
+    cold = Purifier(**kwargs).fit(X, y)
+    np.testing.assert_array_equal(warm.history_["label_excess_z"],
+                                  cold.history_["label_excess_z"])
+    np.testing.assert_array_equal(warm.removal_order_, cold.removal_order_)
+    assert warm.best_iteration_ == cold.best_iteration_

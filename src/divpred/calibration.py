@@ -70,7 +70,7 @@ def crossfit_folds(y: np.ndarray, random_state=None, n_folds: int = N_FOLDS) -> 
 
 def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
                            classes: np.ndarray, *, input_gram: np.ndarray | None = None,
-                           solver: str = "chord") -> np.ndarray:
+                           solver: str = "chord", fold_starts: dict | None = None) -> np.ndarray:
     r"""Class probabilities of every row from the model refit on the other folds.
 
     Parameters
@@ -102,6 +102,12 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
         uses n x n dual Newton systems, cheaper than the many quasi-Newton steps such
         near-separable fits need), or whose quasi-Newton run does not reach ``tol`` in
         ``CHORD_MAX_STEPS`` steps, is refit by the model's own solver (warm-started).
+    fold_starts : dict, optional
+        With ``solver="chord"``: fold label -> (C, D) weights to start that fold's minimisation
+        from instead of the model's (a Purifier passes the previous iteration's fold
+        solutions: a fold loses only the rows removed since, so its solution moved little).
+        Entries of another shape are ignored; every fold's solution is stored back into it.
+        The stopping criterion is the same, so only the rounding below ``tol`` depends on it.
 
     Returns
     -------
@@ -114,7 +120,8 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
     chord = (solver == "chord" and _chord_applies(model)
              and all(np.array_equal(np.unique(y[fold != f]), model.classes_) for f in folds))
     if chord:
-        return _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P)
+        return _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P,
+                                    {} if fold_starts is None else fold_starts)
     for f in folds:
         train, test = fold != f, fold == f
         if np.unique(y[train]).shape[0] < 2:
@@ -164,8 +171,9 @@ def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
     return refit
 
 
-def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P):
-    """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring)."""
+def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, starts):
+    """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring); ``starts`` is
+    its ``fold_starts`` (a dict, updated)."""
     from .models import _softmax as sm
 
     Xa = sm.augment(np.asarray(X, dtype=np.float64))
@@ -174,7 +182,6 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P):
     Q = sm.contrast_basis(C)
     B = C - 1
     m = B * D
-    phi0 = Q.T @ model.theta_
     alpha, tol = float(model.alpha), float(model.tol)
     cols = np.searchsorted(classes, model.classes_)
     with sm._single_threaded_blas():
@@ -191,21 +198,35 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P):
             total = sum(fold_sums.values())
         for f, rows, use_primal in zip(folds, in_fold, primal, strict=True):
             train = ~rows
-            gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+            start = starts.get(f)
+            if start is None or start.shape != model.theta_.shape:
+                start = model.theta_
             theta = None
             if use_primal:
                 H = (total - fold_sums[f]) / np.count_nonzero(train)
                 H[np.diag_indices_from(H)] += alpha
-                phi, converged = _chord_minimise(phi0, Xa[train], yidx[train], Q, alpha, tol,
-                                                 _cholesky_solver(H))
+                phi, converged = _chord_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,
+                                                 tol, _cholesky_solver(H))
                 theta = Q @ phi.reshape(B, D)
             # Fewer rows than parameters: the model's dual Newton steps (one n x n Cholesky
             # each) beat many quasi-Newton steps there; a stalled chord is finished the same way.
             if theta is None or not converged:
-                start = model.theta_ if theta is None else theta
-                theta = _refit(model, X[train], y[train], start, gram).theta_
+                gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+                start = start if theta is None else theta
+                theta = _newton_refit(model, X, y, train, Xa, yidx, Q, start, gram)
+            starts[f] = theta
             P[np.ix_(rows, cols)] = sm.probabilities(Xa[rows], theta)
     return P
+
+
+def _newton_refit(model, X, y, train, Xa, yidx, Q, theta_start, gram):
+    """The weights of :func:`_refit` on the rows ``train`` from ``theta_start``; for a Newton
+    model its Newton iterations are run directly on the rows' augmented design (the same
+    arithmetic without the clone, the input validation and the final objective)."""
+    if model.solver != "newton":
+        return _refit(model, X[train], y[train], theta_start, gram).theta_
+    phi, _, _ = model._fit_newton(Xa[train], yidx[train], Q, None, Q.T @ theta_start, gram)
+    return Q @ phi
 
 
 def _objective_gradient(phi, Xa, yidx, Q, alpha):

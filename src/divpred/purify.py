@@ -306,6 +306,8 @@ default="auto"
         # stop="auto" alone evaluates z only where its rule can need it (_calibration_schedule)
         self._lazy = self.stop == "auto" and not self.record_calibration
         self._folds = crossfit_folds(y, _calibration_seed(self.random_state))
+        # each fold's refit of the last calibrated iteration: the next one starts from it
+        self._fold_starts: dict = {}
 
         fingerprint = self._fingerprint(X, y, eval_set, contamination, validation_set)
         state = self._load_checkpoint(fingerprint, y, X.shape[1])
@@ -411,7 +413,7 @@ default="auto"
         if auto_alpha:
             self.alpha_, self.alpha_scores_, self.model_ = refit_with_chosen_alpha(
                 self.model_, X, y, self.keep_mask_, _calibration_seed(self.random_state))
-        del self._pool, self._gram, self._folds
+        del self._pool, self._gram, self._folds, self._fold_starts
         return self
 
     def _resolve_sizes(self, n: int) -> tuple[int, int]:
@@ -549,7 +551,8 @@ default="auto"
     def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> float:
         """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""
         classes = np.unique(yk)
-        P = crossfit_probabilities(model, Xk, yk, fold, classes, input_gram=gram)
+        P = crossfit_probabilities(model, Xk, yk, fold, classes, input_gram=gram,
+                                   fold_starts=self._fold_starts)
         rng = np.random.default_rng([_calibration_seed(self.random_state), it])
         return label_excess_z(label_pvalues(P, np.searchsorted(classes, yk), rng))
 
