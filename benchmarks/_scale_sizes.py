@@ -123,31 +123,3 @@ def fitted_exponent(rows, key: str, min_n: int = 10_000) -> float:
         return float("nan")
     x, t = np.array(pts).T
     return float(np.polyfit(x, t, 1)[0])
-
-
-def emnist_iterations(iterations: int = 8) -> list[dict]:
-    """Seconds per fast iteration (scores + refit + record) of the Purifier on EMNIST 4/8
-    (n = 600 < d + 1 = 785, binary: the dual forms), with the input Gram matrix built once
-    (the library's path) and, side by side, rebuilt every iteration (the previous behaviour)."""
-    from divpred import MultinomialLogit, Purifier
-    from divpred import purify as purify_module
-    from divpred.datasets import load_paper
-
-    data = load_paper("emnist48")
-    X, y = data.train.X, data.train.y
-    rows = []
-    cached_rows = purify_module._SubsetGram.rows
-    for label, rows_fn in (("cached input Gram", cached_rows),
-                           ("Gram rebuilt per refit", lambda self, keep: None),
-                           ("cached input Gram (again)", cached_rows)):
-        purify_module._SubsetGram.rows = rows_fn
-        try:
-            pur = Purifier(MultinomialLogit(alpha=ALPHA, damping=DAMPING), method="fast", k=10,
-                           max_iter=iterations, stop="none").fit(X, y)
-        finally:
-            purify_module._SubsetGram.rows = cached_rows
-        secs = np.asarray(pur.seconds_[1:])
-        rows.append({"path": label, "n": X.shape[0], "iterations": len(secs),
-                     "median_s": float(np.median(secs)), "min_s": float(secs.min()),
-                     "method": str(pur.history_["method_used"].iloc[-1])})
-    return rows
