@@ -28,6 +28,7 @@ from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z, label_pvalues
 from .models import MultinomialLogit
+from .models import _softmax as sm
 from .models._alpha import REFERENCE_ALPHA
 from .models._softmax import _single_threaded_blas, augment
 from .models.multinomial import set_fitted_theta
@@ -330,7 +331,7 @@ default="auto"
             keep[order] = False
             model = clone(base)
             set_fitted_theta(model, thetas[-1], np.unique(y[keep]))
-            fitted = None
+            fitted = self._fitted_state(model, X, y, keep)
             self.seconds_ = [float("nan")] * len(records)
 
         bar = _progress(self.progress, self.max_iter_, len(records) - 1)
@@ -357,7 +358,7 @@ default="auto"
                 break
             t0 = time.perf_counter()
             seed = _iteration_seed(self.random_state, it)
-            if self.method == "refit" or fitted is None:
+            if self.method == "refit":
                 scores, info = delta_scores(model, X[kept_idx], y[kept_idx], self.method,
                                             random_state=seed, return_info=True,
                                             n_jobs=self.n_jobs)
@@ -378,7 +379,8 @@ default="auto"
             it += 1
             if base.get_params().get("solver") != "adam":
                 model.set_params(warm_start=True)
-            _fit_rows(model, X, y, keep, self._gram)
+            hint = _downdated_data_hessian(fitted, ranked)
+            _fit_rows(model, X, y, keep, self._gram, hint)
             rec, fitted = self._record(it, model, X, y, keep, top.tolist(), info["method"],
                                        eval_set, validation_set, contamination, records)
             records.append(rec)
@@ -477,11 +479,8 @@ default="auto"
                 records):
         """The history row of one iteration (``records``: the rows before it), and the
         evaluated fit that the next scoring reuses."""
-        fitted = FittedState.from_model(model, X[keep], y[keep],
-                                        for_fast_scores=self.method in FAST_METHODS,
-                                        input_gram=self._gram.rows(keep))
-        with _single_threaded_blas():
-            variance = fitted.variance
+        fitted = self._fitted_state(model, X, y, keep)
+        variance = fitted.variance
         rec = {
             "iteration": it,
             "size": int(keep.sum()),
@@ -547,6 +546,17 @@ default="auto"
         keep = self._pool.copy()
         keep[np.asarray(order, dtype=int)] = False
         return keep, len(records) - 1
+
+    def _fitted_state(self, model, X, y, keep) -> FittedState:
+        """The evaluated fit on the kept rows, its V computed: the record's, and on resuming,
+        the same state rebuilt from the saved weights (so the next refit gets the same
+        Hessian hint, :func:`_downdated_data_hessian`, and resumes to the identical result)."""
+        fitted = FittedState.from_model(model, X[keep], y[keep],
+                                        for_fast_scores=self.method in FAST_METHODS,
+                                        input_gram=self._gram.rows(keep))
+        with _single_threaded_blas():
+            fitted.variance  # noqa: B018 (builds and caches H, shared by the scores)
+        return fitted
 
     def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> float:
         """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""
@@ -637,12 +647,30 @@ class _SubsetGram:
         return self._rows
 
 
-def _fit_rows(model, X, y, keep, gram: _SubsetGram):
-    """``model.fit(X[keep], y[keep])``, with the kept rows' Gram matrix when it is cached."""
-    sub = gram.rows(keep)
-    if sub is not None and isinstance(model, MultinomialLogit):
-        return model._fit(X[keep], y[keep], input_gram=sub)
-    return model.fit(X[keep], y[keep])
+def _fit_rows(model, X, y, keep, gram: _SubsetGram, hessian_hint=None):
+    """``model.fit(X[keep], y[keep])``, with the kept rows' Gram matrix when it is cached and
+    ``hessian_hint`` (:func:`_downdated_data_hessian`) for a warm-started refit."""
+    if not isinstance(model, MultinomialLogit):
+        return model.fit(X[keep], y[keep])
+    return model._fit(X[keep], y[keep], input_gram=gram.rows(keep), hessian_hint=hessian_hint)
+
+
+def _downdated_data_hessian(previous: FittedState | None, dropped) -> np.ndarray | None:
+    """The mean data Hessian of ``previous``'s rows without those at positions ``dropped``,
+    at ``previous``'s weights: (n H_prev - sum_{z dropped} h_z) / (n - k), shape (m, m).
+
+    It is the exact Hessian of the next refit's objective at its warm start, so the refit's
+    chord steps (``MultinomialLogit._fit``'s ``hessian_hint``) need no new pass over the
+    data. None when the last V did not build H_prev (the dual form, or no state): never an
+    extra pass.
+    """
+    if previous is None or previous.binary_dual:
+        return None
+    H_prev = previous.__dict__.get("H_data")  # a cached_property: present once V built it
+    if H_prev is None:
+        return None
+    lost = sm.weighted_block_gram(previous.Xa[dropped], previous.W[dropped])
+    return (previous.n * H_prev - lost) / (previous.n - len(dropped))
 
 
 def _check_pair(pair, name):

@@ -148,12 +148,18 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         """
         return self._fit(X, y, sample_weight)
 
-    def _fit(self, X, y, sample_weight=None, *, input_gram=None) -> MultinomialLogit:
-        """:meth:`fit`, optionally given ``input_gram`` = [X, 1] [X, 1]^T of shape (n, n).
+    def _fit(self, X, y, sample_weight=None, *, input_gram=None,
+             hessian_hint=None) -> MultinomialLogit:
+        """:meth:`fit`, optionally given ``input_gram`` = [X, 1] [X, 1]^T of shape (n, n)
+        and ``hessian_hint``, shape (m, m).
 
         The dual Newton systems (n (C-1) < m) need that Gram matrix; a caller that refits on
         subsets of one data set (the Purifier) passes its sub-matrix instead of having every
-        refit rebuild it (O(n^2 d) each time).
+        refit rebuild it (O(n^2 d) each time). ``hessian_hint`` is the mean data Hessian of a
+        nearby fit (the Purifier's previous iteration, on a superset of these rows): a
+        warm-started Newton fit in the primal form then first takes chord steps with it
+        (:meth:`_chord_refine`: gradients only) and finishes with exact Newton steps, usually
+        one, instead of building the Hessian at every step. The minimiser is the same.
         """
         self._check_params()
         X, y = check_X_y(X, y)
@@ -185,6 +191,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                 if self.solver == "newton":
                     if phi0 is None:
                         phi0 = self._subsample_start(Xa, yidx, Q, w)
+                    elif self._uses_hint(hessian_hint, Xa.shape[0], Q.shape[1], d + 1):
+                        f0, g0, _ = self._reduced_objective(phi0.ravel(), Xa, yidx, Q, w)
+                        phi0 = self._chord_refine(phi0.ravel(), f0, g0, hessian_hint, Xa,
+                                                  yidx, Q, w).reshape(-1, d + 1)
                     phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0, input_gram)
                 else:
                     phi, n_iter, converged = self._fit_lbfgs(Xa, yidx, Q, w, phi0)
@@ -228,6 +238,14 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         self.alpha_scores_ = losses
         return self
 
+    def _uses_hint(self, hessian_hint, n: int, B: int, D: int) -> bool:
+        """Whether :meth:`_fit` takes chord steps with ``hessian_hint``: a hint of the right
+        shape (m, m), m = B D, alpha > 0 (a positive definite chord) and the primal form (with
+        fewer points than parameters, n B < m, the dual Newton systems are the cheaper ones)."""
+        m = B * D
+        return (hessian_hint is not None and hessian_hint.shape == (m, m) and self.alpha > 0
+                and n * B >= m)
+
     def _subsample_start(self, Xa, yidx, Q, w):
         """Newton's starting point for large n, from a fixed random subsample; or None.
 
@@ -255,11 +273,19 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         if not f < np.log(Q.shape[0]) * (1.0 if w is None else float(np.mean(w))):
             return None
         H_s = sm.data_hessian(Xs, Q @ phi_s, Q, weights=ws) / n_sub
-        H_s[np.diag_indices_from(H_s)] += self.alpha
+        return self._chord_refine(phi, f, grad, H_s, Xa, yidx, Q, w).reshape(-1, D)
+
+    def _chord_refine(self, phi, f, grad, H_near, Xa, yidx, Q, w):
+        """phi refined by chord steps phi <- phi - (H_near + alpha I)^{-1} grad(phi), one
+        gradient each and no new Hessian, while the gradient keeps halving, down to
+        ``_CHORD_GTOL`` (where Newton takes over). ``H_near``, (m, m): the mean data Hessian
+        at a nearby point (a subsample's, or the previous purification iteration's); a bad one
+        only costs the steps it fails to take. ``f``, ``grad``: the objective at ``phi``."""
+        H = H_near + self.alpha * np.eye(H_near.shape[0])
         try:
-            factor = linalg.cho_factor(H_s, lower=True, check_finite=False)
+            factor = linalg.cho_factor(H, lower=True, check_finite=False)
         except linalg.LinAlgError:
-            return phi_s
+            return phi
         gmax = np.max(np.abs(grad))
         for _ in range(_CHORD_MAX_STEPS):
             if gmax <= max(_CHORD_GTOL, 100 * self.tol):
@@ -270,7 +296,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             if not (gmax_c <= 0.5 * gmax and f_c <= f + 1e-12 * max(1.0, abs(f))):
                 break
             phi, f, grad, gmax = cand, f_c, g_c, gmax_c
-        return phi.reshape(-1, D)
+        return phi
 
     def _objective_theta(self, Xa, yidx, theta, w) -> float:
         losses = sm.point_losses(Xa, theta, yidx)
