@@ -1,13 +1,22 @@
 """The cost of stop="auto"'s label-excess test: exact fold refits against the chord solver,
-side by side with cleanlab.
+side by side with cleanlab, and the lazy schedule of the test replayed on the exact curves.
 
 Usage::
 
+    python benchmarks/bench_calibration.py schedule  # the lazy schedule on every exact z curve
     python benchmarks/bench_calibration.py runs --only digits-noise20-n500,sdk-noise20-n5000
     python benchmarks/bench_calibration.py emnist    # EMNIST 4/8: cross-fit s / iteration
     python benchmarks/bench_calibration.py timing    # 10^5-row SD-K, before and after
     python benchmarks/bench_calibration.py --smoke   # one small case, < 60 s, writes nothing here
 
+* ``schedule``: the auto loop with z at every iteration and with the lazy schedule
+  (``divpred._calibration_schedule.replay``) on the cached exact-z reference curves of
+  ``bench_auto.py`` (58 suite and 18 held-out cases; ``record_calibration=True``): stop and
+  choice of each, z evaluated, skipped iterations up to the crossing's neighbour whose
+  excess was at or below the null median (the schedule's bound broken), the choice with the
+  least bound 3 instead of ``E_FALL``, and the every-iteration choice with the Monte Carlo
+  null median of before (``stopping._null_median_monte_carlo``) instead of the exact one.
+  No refits (seconds).
 * ``runs``: per case, ``Purifier()`` with the fold fits as before the chord solver ("before":
   each fold refit by the model's Newton solver, warm-started, ``solver="refit"``) and as now
   ("after": ``solver="chord"``), and cleanlab's 5-fold CV + find, timed in one process:
@@ -43,9 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import divpred.purify as purify_module  # noqa: E402
 from _auto_cases import CASES, SMOKE_CASES, build_sd, select  # noqa: E402
+from _auto_heldout import HELDOUT  # noqa: E402
 from _common import format_table, machine_info  # noqa: E402
 from bench_auto import CACHE_NAME, RESULTS, Config, cleanlab_run, reference_curve  # noqa: E402
-from divpred import MultinomialLogit, Purifier  # noqa: E402
+from divpred import MultinomialLogit, Purifier, stopping  # noqa: E402
+from divpred import _calibration_schedule as schedule  # noqa: E402
 from divpred._io import write_csv  # noqa: E402
 from divpred.calibration import crossfit_folds, crossfit_probabilities  # noqa: E402
 from divpred.models._softmax import augment  # noqa: E402
@@ -64,6 +75,61 @@ def before_this_change():
         yield
     finally:
         purify_module.crossfit_probabilities = real
+
+
+# ------------------------------------------------------------------------------ schedule
+@contextlib.contextmanager
+def monte_carlo_null_median():
+    """The auto rule with the null median of 20,000 draws (as before the exact law)."""
+    cached = functools.lru_cache(maxsize=None)(stopping._null_median_monte_carlo)
+    real = stopping.null_median_excess_z
+    stopping.null_median_excess_z = schedule.null_median_excess_z = cached
+    try:
+        yield
+    finally:
+        stopping.null_median_excess_z = schedule.null_median_excess_z = real
+
+
+def schedule_row(name: str, h: pd.DataFrame) -> dict:
+    z, V, size = (h[c].to_numpy() for c in ("label_excess_z", "variance", "size"))
+    chosen, stop, dense = schedule.replay(z, V, size, lazy=False)
+    lazy_chosen, lazy_stop, lazy = schedule.replay(z, V, size)
+    least3 = schedule.replay(z, V, size, least=3.0)[:2]
+    with monte_carlo_null_median():
+        mc = schedule.replay(z, V, size, lazy=False)[:2]
+    excess = schedule.excess_over_null(z, size)
+    # up to the crossing's neighbour: after it the rule reads no z, skipped values may be low
+    crossing = stopping.auto_decision(z[: stop + 1], V[: stop + 1], size[: stop + 1],
+                                      final=True).calibrated
+    reads = range((stop if crossing is None else min(stop, crossing + 1)) + 1)
+    skipped_low = [t for t in set(reads) - set(lazy) if excess[t] <= 0.0]
+    same = (lazy_chosen, lazy_stop) == (chosen, stop)
+    return {"case": name, "n": int(size[0]), "stop": stop, "chosen": chosen,
+            "lazy_stop": lazy_stop, "lazy_chosen": lazy_chosen, "same": "yes" if same else "NO",
+            "z_dense": len(dense), "z_lazy": len(lazy), "saved": len(dense) - len(lazy),
+            "skipped_low": len(skipped_low),
+            "same_least3": "yes" if least3 == (chosen, stop) else "NO",
+            "same_mc_null": "yes" if mc == (chosen, stop) else "NO"}
+
+
+def run_schedule(cases, cfg: Config, out: Path) -> None:
+    rows = []
+    for case in cases:
+        cached = (cfg.cache / f"curve-{cfg.curve_tag(case)}.csv").exists()
+        h = reference_curve(case, None if cached else case.load(), cfg)
+        rows.append(schedule_row(case.name, h))
+    table = pd.DataFrame(rows)
+    print(f"\n## the lazy schedule replayed on the exact z curves (E_FALL = "
+          f"{schedule.E_FALL:g})\n")
+    print(format_table(rows, [(k, k) for k in rows[0]]))
+    total, lazy = int(table["z_dense"].sum()), int(table["z_lazy"].sum())
+    print(f"\n{len(rows)} cases: the same stop and choice on {(table['same'] == 'yes').sum()}; "
+          f"z evaluated {lazy} of {total} ({1 - lazy / total:.0%} saved); skipped iterations "
+          f"up to the crossing at or below the null level: {int(table['skipped_low'].sum())}; "
+          f"the same with the least bound 3: {(table['same_least3'] == 'yes').sum()}; "
+          f"every-iteration choice unchanged by the exact null median: "
+          f"{(table['same_mc_null'] == 'yes').sum()}")
+    write_csv(out / "calibration_schedule.csv", table)
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -170,20 +236,26 @@ def run_timing(out: Path, n: int = 100_000) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", nargs="?", default="runs",
-                        choices=["runs", "emnist", "timing"])
+                        choices=["schedule", "runs", "emnist", "timing"])
     parser.add_argument("--only", default="", help="comma-separated substrings of case names")
     parser.add_argument("--timing-n", type=int, default=100_000)
     parser.add_argument("--smoke", action="store_true",
-                        help="one small case (runs, k = 5%% of n), into a temporary folder")
+                        help="one small case (schedule, k = 5%% of n), into a temporary folder")
     args = parser.parse_args(argv)
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         print(f"# bench_calibration: one thread each\n# {machine_info()}")
         if args.smoke:
-            run_runs(SMOKE_CASES[1:2], Path(tmp), k=0.05)  # 5% per iteration: a short run
+            cfg = Config(cache=Path(tmp), out=Path(tmp), k_fraction=0.05, max_removed=0.4,
+                         calibration=True)
+            run_schedule(SMOKE_CASES[1:2], cfg, Path(tmp))
             return 0
         cfg = Config(cache=RESULTS / CACHE_NAME, out=RESULTS, calibration=True)
         cfg.cache.mkdir(parents=True, exist_ok=True)
-        if args.section == "runs":
+        if args.section == "schedule":
+            pool = CASES + HELDOUT
+            cases = select(pool, [p for p in args.only.split(",") if p])
+            run_schedule(cases, cfg, RESULTS if len(cases) == len(pool) else Path(tmp))
+        elif args.section == "runs":
             only = args.only or DEFAULT_RUNS
             cases = select(CASES, only.split(","))
             run_runs(cases, RESULTS, "" if not args.only else "_subset")
