@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _calibration_schedule as schedule
 from . import _io
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
-from ._purify_alpha import chooses_alpha, refit_with_chosen_alpha
+from ._purify_alpha import alpha_choice, refit_with_chosen_alpha
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z, label_pvalues
@@ -172,10 +172,11 @@ default="auto"
     seconds_ : list of float
         Wall time of each iteration (not part of the history, so that resumed runs compare equal).
     alpha_ : float
-        Only with ``alpha="auto"``: the L2 strength of ``model_``.
+        Only with ``alpha="auto"`` (or "auto-grid", "auto-alo"): the L2 strength of ``model_``.
     alpha_scores_ : ndarray of shape (len(ALPHA_GRID),)
-        Only with ``alpha="auto"``: the cross-validated log-loss on the kept rows of every
-        value of :data:`divpred.models._alpha.ALPHA_GRID`.
+        Only with those: the criterion on the kept rows of every value of
+        :data:`divpred.models._alpha.ALPHA_GRID` (NaN for the values the descent did not
+        visit; :mod:`divpred.models._alpha`).
     """
 
     def __init__(
@@ -285,7 +286,7 @@ default="auto"
         eval_set = _check_pair(eval_set, "eval_set")
         validation_set = _check_pair(validation_set, "validation_set")
         base = clone(self.model) if self.model is not None else MultinomialLogit(alpha="auto")
-        auto_alpha = chooses_alpha(base)
+        auto_alpha = alpha_choice(base)
         if auto_alpha:  # purify with the reference alpha; choose the final model's at the end
             base.set_params(alpha=REFERENCE_ALPHA)
 
@@ -414,7 +415,8 @@ default="auto"
         set_fitted_theta(self.model_, thetas[self.best_iteration_], np.unique(y[self.keep_mask_]))
         if auto_alpha:
             self.alpha_, self.alpha_scores_, self.model_ = refit_with_chosen_alpha(
-                self.model_, X, y, self.keep_mask_, _calibration_seed(self.random_state))
+                self.model_, X, y, self.keep_mask_, _calibration_seed(self.random_state),
+                auto_alpha)
         del self._pool, self._gram, self._folds, self._fold_starts
         return self
 

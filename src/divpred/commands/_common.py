@@ -24,8 +24,11 @@ def resume_hint(checkpoint, flag: str) -> str:
 
 
 def alpha_value(text: str) -> float | str:
-    """argparse type of --alpha: "auto" or a finite number >= 0."""
-    if text == "auto":
+    """argparse type of --alpha: "auto" (or another key of ``AUTO_METHODS``) or a finite
+    number >= 0."""
+    from ..models._alpha import AUTO_METHODS
+
+    if text in AUTO_METHODS:
         return text
     try:
         value = float(text)

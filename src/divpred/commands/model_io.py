@@ -103,8 +103,9 @@ def _make_estimator(args):
             purifier=Purifier(model, stop=args.stop),
             random_state=args.random_state,
         )
-    if args.alpha == "auto":
-        raise ValueError("--alpha auto is for --kind purified; give --kind dnp a number")
+    if isinstance(args.alpha, str):
+        raise ValueError(f"--alpha {args.alpha} is for --kind purified; give --kind dnp a "
+                         "number")
     model = MultinomialLogit(alpha=1e-4 if args.alpha is None else args.alpha)
     return DivideAndPredictClassifier(
         expert=model, routing=args.routing, partitioner=Partitioner(model),

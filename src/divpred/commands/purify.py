@@ -39,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=alpha_value, default="auto",
                    help="L2 strength of the model, or 'auto': purify with 1e-4, then fit the "
                    "final model with the strength of least cross-validated log-loss on the "
-                   "kept rows")
+                   "kept rows ('auto-grid': every grid value cross-validated; 'auto-alo': "
+                   "approximate leave-one-out log-loss)")
     p.add_argument("--damping", type=float, default=0.01,
                    help="added to the Hessian before inversion")
     p.add_argument("--solver", default="newton", choices=SOLVERS, help="model training")

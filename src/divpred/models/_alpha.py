@@ -1,8 +1,8 @@
-r"""The L2 strength chosen by cross-validated log-loss (``alpha="auto"``).
+r"""The L2 strength chosen from the training data (``alpha="auto"`` and its variants).
 
-For each alpha of a fixed grid, every row is predicted by the model fitted with that alpha on
-the other ``n_folds - 1`` folds (folds stratified by label, fixed by ``random_state``), and the
-criterion is the mean held-out log-loss
+Criterion of ``"auto"`` and ``"auto-grid"``: for each alpha of a fixed grid, every row is
+predicted by the model fitted with that alpha on the other ``n_folds - 1`` folds (folds
+stratified by label, fixed by ``random_state``), and the criterion is the mean held-out log-loss
 
 .. math::
 
@@ -10,9 +10,17 @@ criterion is the mean held-out log-loss
 
 where f(i) is the fold of row i (rows whose class is absent from their training folds are
 left out: every alpha gives them probability 0). The choice is the grid value with the smallest
-L. Each fold fits the grid from the largest alpha to the smallest, each fit warm-started from
-the previous one: the objective is strictly convex for alpha > 0, so the start changes only the
-number of Newton steps, not the minimiser.
+L. ``"auto-alo"`` replaces L by the approximate leave-one-out log-loss of
+:func:`approximate_loo_log_loss` (one fit on all rows per alpha instead of one per fold).
+
+Search (:func:`_search_grid`). ``"auto-grid"`` evaluates every grid value, from the largest
+alpha to the smallest. ``"auto"`` and ``"auto-alo"`` start at 1e-4 (inside a Purifier: from its
+fit there) and walk towards smaller alpha while the criterion does not rise, else towards
+larger alpha while it falls: when L is unimodal along the grid this is the grid minimum, with
+3 or 4 of the 6 values evaluated (L was unimodal on all 76 cases of ``bench_alpha.py``;
+``docs/purification.md`` 7.2). The values not visited are NaN in ``alpha_scores_``. Every fit
+is warm-started from the nearest visited alpha's: the objective is strictly convex for
+alpha > 0, so the start changes only the number of Newton steps, not the minimiser.
 
 On contaminated data this criterion prefers the strong penalties that blind the purification
 (``docs/purification.md`` 7.2); :class:`~divpred.Purifier` therefore applies it to the rows it
@@ -36,71 +44,215 @@ REFERENCE_ALPHA = 1e-4
 N_FOLDS = 5
 
 
+SEARCHES = ("grid", "descent")
+
+
+def _search_grid(loss_at, alphas, search: str) -> np.ndarray:
+    """The criterion at the grid values a search visits (NaN at the others), shape
+    (len(alphas),).
+
+    ``loss_at(j, source)`` evaluates alphas[j], warm-started from the fits of the visited
+    index ``source`` (None: the first evaluation). ``"grid"``: every value, from the largest
+    alpha to the smallest. ``"descent"``: from the value nearest ``REFERENCE_ALPHA`` (in log)
+    towards smaller alpha while the criterion does not rise, else towards larger alpha while it
+    falls; on a criterion that is unimodal along the grid this ends at its minimum.
+    """
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {SEARCHES}; got {search!r}")
+    asc = [int(j) for j in np.argsort(alphas)]  # positions along the grid, weakest first
+    losses = np.full(len(alphas), np.nan)
+
+    def visit(p: int, q: int | None) -> float:
+        losses[asc[p]] = loss_at(asc[p], None if q is None else asc[q])
+        return losses[asc[p]]
+
+    if search == "grid":
+        for p in range(len(asc) - 1, -1, -1):
+            visit(p, None if p == len(asc) - 1 else p + 1)
+        return losses
+    p0 = int(np.argmin(np.abs(np.log(np.asarray(alphas, dtype=float)[asc] / REFERENCE_ALPHA))))
+    best = visit(p0, None)
+    p = p0
+    while p > 0:  # weaker penalties while the criterion does not rise
+        value = visit(p - 1, p)
+        if value > best:
+            break
+        best, p = value, p - 1
+    if p == p0:
+        while p < len(asc) - 1:  # stronger penalties while it falls
+            value = visit(p + 1, p)
+            if not value < best:
+                break
+            best, p = value, p + 1
+    return losses
+
+
 def cross_validated_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_GRID,
-                             random_state=0, n_folds: int = N_FOLDS) -> np.ndarray:
-    """L(alpha) of the module docstring for each alpha, shape (len(alphas),).
+                             random_state=0, n_folds: int = N_FOLDS, *, search: str = "grid",
+                             start=None) -> np.ndarray:
+    """L(alpha) of the module docstring for each alpha a search visits, shape (len(alphas),)
+    (NaN where it does not: see :func:`_search_grid`).
 
     Parameters
     ----------
     model : MultinomialLogit
         Its other settings (damping is irrelevant here, solver, tol) define the fits; its alpha
-        is replaced by each candidate. Newton and L-BFGS fits are warm-started along the grid.
+        is replaced by each candidate. Newton and L-BFGS fits are warm-started along the search.
     X : ndarray of shape (N, d); y : ndarray of shape (N,)
     alphas : sequence of float > 0
     random_state : int
         Seed of the stratified folds (:func:`divpred.calibration.crossfit_folds`).
+    search : "grid" or "descent"
+    start : MultinomialLogit fitted on (X, y), optional
+        Its weights warm-start every fold's first fit (the folds hold most of the rows).
     """
     from ..calibration import crossfit_folds
+    from .multinomial import set_fitted_theta
 
     classes, yidx = np.unique(y, return_inverse=True)
     fold = crossfit_folds(y, random_state, n_folds=n_folds)
-    order = np.argsort(alphas)[::-1]  # strongest penalty first: the easiest fit to start from
-    P = np.zeros((len(alphas), y.shape[0], classes.shape[0]))
+    folds = [(fold != f, fold == f) for f in np.unique(fold)]
     # A row whose class is absent from its training folds has probability 0 under every alpha:
     # it cannot tell the alphas apart and is left out of the mean.
     seen = np.ones(y.shape[0], dtype=bool)
-    warm = model.get_params().get("solver") != "adam"
-    for f in np.unique(fold):
-        train, test = fold != f, fold == f
+    for train, test in folds:
         seen[test] = np.isin(y[test], y[train])
-        if np.unique(y[train]).shape[0] < 2:
-            P[:, test, np.searchsorted(classes, y[train][0])] = 1.0  # the one class, certain
-            continue
-        fit = clone(model).set_params(warm_start=warm)
-        for j in order:
-            fit.set_params(alpha=float(alphas[j]))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                fit.fit(X[train], y[train])
-            P[j][np.ix_(test, np.searchsorted(classes, fit.classes_))] = fit.predict_proba(
-                X[test])
     if not seen.any():
         raise ValueError("no row's class appears in the other folds: too few rows per class "
                          "to choose alpha by cross-validation")
-    p_label = P[:, np.arange(y.shape[0]), yidx][:, seen]
-    with np.errstate(divide="ignore"):
-        return -np.mean(np.log(p_label), axis=1)
+    warm = model.get_params().get("solver") != "adam"
+    fits: dict = {}
+
+    def loss_at(j: int, source: int | None) -> float:
+        P = np.zeros((y.shape[0], classes.shape[0]))
+        fits[j] = []
+        for k, (train, test) in enumerate(folds):
+            if np.unique(y[train]).shape[0] < 2:
+                P[np.ix_(test, np.searchsorted(classes, y[train][:1]))] = 1.0  # one class, certain
+                fits[j].append(None)
+                continue
+            fit = clone(model).set_params(alpha=float(alphas[j]), warm_start=warm)
+            prior = start if source is None else fits[source][k]
+            if warm and prior is not None:
+                set_fitted_theta(fit, prior.theta_, prior.classes_)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fit.fit(X[train], y[train])
+            P[np.ix_(test, np.searchsorted(classes, fit.classes_))] = fit.predict_proba(X[test])
+            fits[j].append(fit)
+        with np.errstate(divide="ignore"):
+            return float(-np.mean(np.log(P[np.arange(y.shape[0]), yidx][seen])))
+
+    return _search_grid(loss_at, alphas, search)
 
 
-def choose_alpha(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_GRID,
-                 random_state=0) -> tuple[float, np.ndarray]:
-    """(the alpha of ``alphas`` with the smallest L, L for every alpha); the first on ties."""
-    losses = cross_validated_log_loss(model, X, y, alphas, random_state)
-    return float(alphas[int(np.argmin(losses))]), losses
+def approximate_loo_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_GRID, *,
+                             search: str = "grid", start=None) -> tuple[np.ndarray, dict]:
+    r"""The approximate leave-one-out log-loss of every alpha a search visits and the fits it
+    was read from.
+
+    .. math::
+
+        L_{ALO}(\alpha) = -\frac{1}{N'} \sum_{i : n_{y_i} \ge 2}
+            \log p^{ALO}_{-i,\alpha}(y_i \mid x_i),
+
+    with p^ALO the one-Newton-step leave-one-out probabilities of
+    :func:`divpred.models._alo.alo_log_probabilities` (rows whose class has one row are left
+    out: without them their class is absent). One fit on all N rows per alpha, warm-started
+    along the search (:func:`_search_grid`).
+
+    Parameters
+    ----------
+    start : MultinomialLogit fitted on (X, y), optional
+        Warm-starts the first fit; when its alpha is the first value visited it *is* that fit.
+
+    Returns
+    -------
+    losses : ndarray of shape (len(alphas),), NaN where the search did not go
+    fits : dict {index in alphas: MultinomialLogit fitted on (X, y) with that alpha}
+    """
+    from ._alo import alo_log_probabilities
+    from .multinomial import set_fitted_theta
+
+    classes, yidx, counts = np.unique(y, return_inverse=True, return_counts=True)
+    scored = counts[yidx] >= 2
+    if classes.shape[0] < 2 or not scored.any():
+        raise ValueError("approximate leave-one-out needs two classes and a class with two "
+                         "rows")
+    fits: dict = {}
+    warm_start = model.get_params()["warm_start"]
+
+    def loss_at(j: int, source: int | None) -> float:
+        alpha = float(alphas[j])
+        prior = start if source is None else fits[source]
+        if source is None and start is not None and float(start.alpha) == alpha:
+            fit = clone(start)
+            set_fitted_theta(fit, start.theta_, start.classes_)
+            fit.alpha_ = alpha
+        else:
+            fit = clone(model).set_params(alpha=alpha, warm_start=prior is not None)
+            if prior is not None:
+                set_fitted_theta(fit, prior.theta_, prior.classes_)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fit.fit(X, y)
+            fit.set_params(warm_start=warm_start)
+        fits[j] = fit
+        logp = alo_log_probabilities(fit, X, y)
+        return float(-np.mean(logp[np.arange(y.shape[0]), yidx][scored]))
+
+    return _search_grid(loss_at, alphas, search), fits
+
+
+def choose_alpha(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_GRID, random_state=0,
+                 method: str = "alo", search: str = "grid",
+                 start=None) -> tuple[float, np.ndarray, object]:
+    """(the alpha of ``alphas`` with the smallest criterion among those visited, the criterion
+    of every alpha (NaN where not visited), the model fitted on (X, y) with the chosen alpha,
+    or None when the criterion does not fit one); the first alpha on ties.
+
+    ``method``: ``"alo"`` (:func:`approximate_loo_log_loss`; the model must use Newton or
+    L-BFGS, which reach the minimiser the formula starts from) or ``"cv"``
+    (:func:`cross_validated_log_loss` with ``random_state`` seeding the folds). ``search`` and
+    ``start``: see those functions.
+    """
+    if method == "alo":
+        losses, fits = approximate_loo_log_loss(model, X, y, alphas, search=search, start=start)
+        best = int(np.nanargmin(losses))
+        return float(alphas[best]), losses, fits[best]
+    if method != "cv":
+        raise ValueError(f"method must be 'alo' or 'cv'; got {method!r}")
+    losses = cross_validated_log_loss(model, X, y, alphas, random_state, search=search,
+                                      start=start)
+    return float(alphas[int(np.nanargmin(losses))]), losses, None
+
+
+AUTO_METHODS = {"auto": ("cv", "descent"), "auto-grid": ("cv", "grid"),
+                "auto-alo": ("alo", "descent")}
+"""The string values of ``alpha`` and the (method, search) of :func:`choose_alpha` each selects
+(measured against each other in ``docs/purification.md`` 7.2)."""
+
+
+def auto_method(value) -> tuple[str, str] | None:
+    """The (method, search) of :func:`choose_alpha` that ``alpha=value`` asks for, or None for
+    a number."""
+    return AUTO_METHODS.get(value) if isinstance(value, str) else None
 
 
 def check_alpha(value, name: str = "alpha") -> None:
-    """ValueError unless ``value`` is "auto" or a finite real number >= 0."""
+    """ValueError unless ``value`` is a key of ``AUTO_METHODS`` or a finite real number >= 0."""
+    message = (f"{name} must be a finite number >= 0 or 'auto' (or 'auto-grid', 'auto-alo'); "
+               f"got {value!r}")
     if isinstance(value, str):
-        if value != "auto":
-            raise ValueError(f"{name} must be a finite number >= 0 or 'auto'; got {value!r}")
+        if value not in AUTO_METHODS:
+            raise ValueError(message)
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                           np.integer)) or not (
             np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 or 'auto'; got {value!r}")
+        raise ValueError(message)
 
 
 def fitted_alpha(model) -> float:
     """The L2 strength a fitted model used: ``alpha_`` when chosen, else ``alpha``."""
-    return float(model.alpha_ if model.alpha == "auto" else model.alpha)
+    return float(model.alpha_ if auto_method(model.alpha) else model.alpha)

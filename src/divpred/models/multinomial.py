@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state
 from .._choices import SOLVERS
 from .._validation import check_features, check_positive_int, check_weights, check_X_y
 from . import _softmax as sm
-from ._alpha import REFERENCE_ALPHA, check_alpha, choose_alpha, fitted_alpha
+from ._alpha import REFERENCE_ALPHA, auto_method, check_alpha, choose_alpha, fitted_alpha
 
 _SOLVERS = SOLVERS
 # Newton on n >= _SUBSAMPLE_MIN_N rows (and no warm start) starts from the Newton fit on a fixed
@@ -48,10 +48,12 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         L2 strength of the objective above. ``alpha=0`` reproduces the paper's unregularised model
         (use ``solver="adam"`` then: with separable data no finite minimiser exists).
         ``"auto"``: the value of :data:`~divpred.models._alpha.ALPHA_GRID` with the smallest
-        5-fold cross-validated log-loss on the training data (``sample_weight`` enters only the
-        final fit), stored in ``alpha_``. Inside a :class:`~divpred.Purifier` the choice is
-        made on the rows the purification keeps, not on the raw data (``docs/purification.md``
-        7.2).
+        5-fold cross-validated log-loss on the training data, found by a descent from 1e-4
+        (``sample_weight`` enters only the final fit), stored in ``alpha_``; ``"auto-grid"``:
+        the same criterion on every grid value; ``"auto-alo"``: the approximate leave-one-out
+        log-loss instead (one fit per alpha; see :mod:`divpred.models._alpha`). Inside a
+        :class:`~divpred.Purifier` the choice is made on the rows the purification keeps, not
+        on the raw data (``docs/purification.md`` 7.2).
     damping : float, default=0.01
         Added to the Hessian (times the identity) before it is inverted for influences; the
         paper uses 0.01. It does not change the fit.
@@ -88,7 +90,8 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
     alpha_ : float
         The L2 strength of the fit: ``alpha``, or the value chosen when ``alpha="auto"``.
     alpha_scores_ : ndarray of shape (len(ALPHA_GRID),)
-        With ``alpha="auto"`` only: the cross-validated log-loss of every grid value.
+        With a string ``alpha`` only: the criterion of every grid value (NaN for the values
+        the descent of ``"auto"`` / ``"auto-alo"`` did not visit).
     """
 
     def __init__(
@@ -163,7 +166,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         X, y = check_X_y(X, y)
-        if self.alpha == "auto":
+        if auto_method(self.alpha):
             return self._fit_auto(X, y, sample_weight, input_gram)
         _check_magnitude(X)
         w = check_weights(sample_weight, X.shape[0])
@@ -225,13 +228,21 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_auto(self, X, y, sample_weight, input_gram) -> MultinomialLogit:
-        """``alpha="auto"``: choose alpha by cross-validation, then fit with it."""
+        """``alpha="auto"`` (or another key of ``AUTO_METHODS``): choose alpha
+        (:func:`~divpred.models._alpha.choose_alpha`), then fit with it (the criterion's own fit
+        when it has one)."""
         numeric = clone(self).set_params(alpha=REFERENCE_ALPHA)
-        alpha, losses = choose_alpha(numeric, X, y)
-        numeric.set_params(alpha=alpha)
-        if self.warm_start and hasattr(self, "coef_"):
-            set_fitted_theta(numeric, self.theta_, self.classes_)
-        numeric._fit(X, y, sample_weight, input_gram=input_gram)
+        method, search = auto_method(self.alpha)
+        if self.solver == "adam":  # Adam stops short of the minimiser the ALO step starts from
+            method = "cv"
+        alpha, losses, chosen = choose_alpha(numeric, X, y, method=method, search=search)
+        if chosen is not None and sample_weight is None:
+            numeric = chosen
+        else:
+            numeric.set_params(alpha=alpha)
+            if self.warm_start and hasattr(self, "coef_"):
+                set_fitted_theta(numeric, self.theta_, self.classes_)
+            numeric._fit(X, y, sample_weight, input_gram=input_gram)
         for name, value in vars(numeric).items():
             if name.endswith("_") and not name.startswith("_"):
                 setattr(self, name, value)
