@@ -9,6 +9,7 @@ Usage::
     python benchmarks/bench_auto.py timing     # Purifier() on a 10^5-row SD-K set (< 2 min)
     python benchmarks/bench_auto.py all        # rules, defaults and timing
     python benchmarks/bench_auto.py defaults --only sdk-mix2,paper-   # a subset of the cases
+    python benchmarks/bench_auto.py defaults --k adaptive   # every default but k (own table)
     python benchmarks/bench_auto.py rules --heldout --rules auto   # the 18 held-out cases
     python benchmarks/bench_auto.py --smoke    # 3 small cases, < 60 s, writes nothing here
 
@@ -104,6 +105,7 @@ class Config:
     method: str = "fast"
     refresh: bool = False
     calibration: bool = False  # record label_excess_z (the column stop="auto" reads)
+    k: str = ""  # Purifier(k=...) of the defaults section; "" = the library's default
     suffix: str = ""  # of the CSV names
 
     def csv(self, name: str) -> Path:
@@ -282,14 +284,15 @@ def print_rules(table: pd.DataFrame, rules: list[str]) -> None:
 # ------------------------------------------------------------------------------ defaults
 def defaults_row(case: Case, cfg: Config, lib: str) -> dict:
     """Purifier() with every default, beside cleanlab, on one case (cached per library)."""
-    path = cfg.cache / f"defaults-{case.name}-s{case.seed}-{lib}.json"
+    path = cfg.cache / (f"defaults-{case.name}-s{case.seed}-{lib}"
+                        + (f"-k{cfg.k}" if cfg.k else "") + ".json")
     if path.exists() and not cfg.refresh:
         return json.loads(path.read_text())
     data = case.load()
     h = reference_curve(case, data, cfg)
     t0 = time.perf_counter()
-    pur = Purifier().fit(data.X, data.y, eval_set=(data.X_test, data.y_test),
-                         contamination=data.mask)
+    pur = Purifier(**({"k": cfg.k} if cfg.k else {})).fit(
+        data.X, data.y, eval_set=(data.X_test, data.y_test), contamination=data.mask)
     seconds = time.perf_counter() - t0
     removed = ~pur.keep_mask_
     acc = float(pur.model_.score(data.X_test, data.y_test))
@@ -399,6 +402,9 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", type=float, default=1e-4)
     parser.add_argument("--method", default="fast")
     parser.add_argument("--timing-n", type=int, default=TIMING_N)
+    parser.add_argument("--k", default="",
+                        help="defaults: Purifier(k=K) instead of the default k, e.g. adaptive "
+                             "(tables auto_defaults_k-K*.csv)")
     parser.add_argument("--refresh", action="store_true", help="recompute cached results")
     parser.add_argument("--calibration", action="store_true",
                         help="reference curves record label_excess_z (implied by --rules auto)")
@@ -423,8 +429,9 @@ def main(argv=None) -> int:
             suffix = "" if len(cases) == len(pool) else "_subset"
             cfg = Config(cache=RESULTS / CACHE_NAME, out=RESULTS, k_fraction=args.k_fraction,
                          max_removed=args.max_removed, alpha=args.alpha, method=args.method,
-                         refresh=args.refresh, calibration=calibration,
-                         suffix=("_heldout" if args.heldout else "") + suffix)
+                         refresh=args.refresh, calibration=calibration, k=args.k,
+                         suffix=(f"_k-{args.k}" if args.k else "")
+                         + ("_heldout" if args.heldout else "") + suffix)
             sections = ({"all": ["rules", "defaults", "timing"], "curves": ["rules"]}
                         .get(args.section, [args.section]))
         cfg.cache.mkdir(parents=True, exist_ok=True)

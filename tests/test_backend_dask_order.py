@@ -93,4 +93,24 @@ def test_dask_purifier_auto_waits_for_the_knee_like_the_purifier():
     assert got.best_iteration_ == ref.best_iteration_
     assert got.stopped_by_ == ref.stopped_by_ == "auto"
     np.testing.assert_array_equal(got.removal_order_[: got.best_iteration_ * got.k_],
-                                  ref.removal_order_[: ref.best_iteration_ * ref.k_])
+                                  ref.removed_rows(ref.best_iteration_))
+
+
+def test_dask_purifier_takes_the_adaptive_batches_of_the_purifier():
+    """k="adaptive": the batches come from the label-excess tail counts, which both backends
+    compute on the same folds and uniforms, so the batch sizes and the removals agree."""
+    from .test_purify_batch import _digits_flipped
+
+    X, y = _digits_flipped()
+    ref = Purifier(MultinomialLogit(alpha=1e-4), method="fast1", k="adaptive", max_iter=8,
+                   random_state=0).fit(X, y)
+    assert ref.batch_sizes_.max() > ref.k_  # the schedule adapted
+    Xd, yd = db.as_dask_data(X, y, block_rows=100)
+    got = db.DaskPurifier(alpha=1e-4, k="adaptive", max_iter=8, random_state=0).fit(Xd, yd)
+    # Dask's row t holds the rows removed after fit t; the Purifier's those removed before it
+    assert got.history_["batch_size"].tolist()[:-1] == ref.batch_sizes_.tolist()
+    assert got.history_["label_tail_counts"].tolist() == ref.history_["label_tail_counts"].tolist()
+    np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
+    assert got.best_iteration_ == ref.best_iteration_
+    with pytest.raises(ValueError, match="k='adaptive'.*stop='auto'"):
+        db.DaskPurifier(k="adaptive", stop="none")

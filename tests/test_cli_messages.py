@@ -70,7 +70,8 @@ def test_help_shows_every_default():
             if action.default is not None and action.default is not False:
                 assert "default" in formatter._get_help_string(action), flag
     purify = " ".join(_sub_parsers()["purify"].format_help().split())
-    assert "(1% of the rows) (default: auto)" in purify
+    assert "'auto' (1% of the rows) or 'adaptive' (1-5% of the rows," in purify
+    assert "needs --stop auto) (default: auto)" in purify
     assert "random seed (default: 0)" in purify  # 0 is a default too, not "nothing"
 
 
@@ -242,3 +243,20 @@ def test_a_real_sigint_gives_one_line_and_a_resumable_checkpoint(tmp_path):
                           f"checkpoint {ckpt}")
     with np.load(ckpt) as saved:
         assert len(json.loads(str(saved["records"]))) >= 1
+
+
+def test_purify_k_adaptive_matches_the_library_and_needs_the_auto_rule(capsys, table, tmp_path):
+    data = load_csv(table, "cls")
+    code, out, err = run_cli(capsys, "purify", table, "--label", "cls", "--k", "adaptive",
+                             "--random-state", 0, "--out", tmp_path / "a", "--json")
+    assert code == 0, err
+    pur = Purifier(k="adaptive", random_state=0).fit(data.X, data.y)
+    assert json.loads(out)["stop_reason"] == pur.stop_reason_
+    code, out, err = run_cli(capsys, "purify", table, "--label", "cls", "--k", "adaptive",
+                             "--stop", "knee", "--out", tmp_path / "b")
+    assert code == 2 and out == ""
+    assert err.startswith("divpred: error: k='adaptive' sizes the batches") and err.count("\n") == 1
+    assert not (tmp_path / "b").exists()
+    code, _, err = run_cli(capsys, "purify", table, "--label", "cls", "--k", "adaptiv",
+                           "--out", tmp_path / "c")
+    assert code == 2 and "'adaptiv'" in err

@@ -41,6 +41,7 @@ FAST_TESTS = ("tests/test_scores.py", "tests/test_fast_streaming.py", "tests/tes
 LOOP_TESTS = ("tests/test_purify.py",)
 RULE_TESTS = ("tests/test_purify.py",)
 AUTO_TESTS = ("tests/test_purify_auto.py",)
+BATCH_TESTS = ("tests/test_purify_batch.py",)
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,13 @@ MUTATIONS: tuple[Mutation, ...] = (
              "use_fast1 = state.n < FAST1_MIN_RATIO * state.m", SCORE_TESTS),
     # ------------------------------------------------------------------ the loop
     Mutation("loop removes the lowest scores", "src/divpred/purify.py",
-             "ranked = np.argsort(-scores, kind=\"stable\")[: self.k_]",
-             "ranked = np.argsort(scores, kind=\"stable\")[: self.k_]", LOOP_TESTS),
+             "ranked = np.argsort(-scores, kind=\"stable\")[:batch]",
+             "ranked = np.argsort(scores, kind=\"stable\")[:batch]", LOOP_TESTS),
     Mutation("loop removes k + 1 points", "src/divpred/purify.py",
-             "kind=\"stable\")[: self.k_]", "kind=\"stable\")[: self.k_ + 1]", LOOP_TESTS),
+             "kind=\"stable\")[:batch]", "kind=\"stable\")[:batch + 1]", LOOP_TESTS),
     Mutation("keep mask off by one iteration", "src/divpred/purify.py",
-             "self.removal_order_[: self.best_iteration_ * self.k_]] = False",
-             "self.removal_order_[: (self.best_iteration_ - 1) * self.k_]] = False",
+             "self.keep_mask_[self.removed_rows(self.best_iteration_)] = False",
+             "self.keep_mask_[self.removed_rows(self.best_iteration_ - 1)] = False",
              LOOP_TESTS),
     Mutation("resume from the first model", "src/divpred/purify.py",
              "set_fitted_theta(model, thetas[-1], np.unique(y[keep]))",
@@ -175,6 +176,17 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("p-values ignore the tie randomisation", "src/divpred/calibration.py",
              "return below + U * tied", "return below + 0.5 * tied",
              AUTO_TESTS),
+    Mutation("adaptive batch reuses a stale estimate", "src/divpred/_batch.py",
+             "left = bound * size[s] - (size[s] - size[-1])", "left = bound * size[s]",
+             BATCH_TESTS),
+    Mutation("adaptive batch ignores the probe window", "src/divpred/_batch.py",
+             "if _probe_end(size, PROBE_FRACTION if probe is None else probe) is None:",
+             "if False:", BATCH_TESTS),
+    Mutation("adaptive batch without the cap", "src/divpred/_batch.py",
+             "return int(min(k_max, max(k_min, math.floor(share * left))))",
+             "return int(max(k_min, math.floor(share * left)))", BATCH_TESTS),
+    Mutation("knee per iteration, not per removed row", "src/divpred/stopping.py",
+             "            slope = slope / removed\n", "            pass\n", BATCH_TESTS),
     Mutation("knee against the previous slope, not the steepest", "src/divpred/stopping.py",
              "steepest = np.maximum.accumulate(slope)", "steepest = slope", RULE_TESTS),
     Mutation("knee ratio inverted", "src/divpred/stopping.py",

@@ -72,22 +72,30 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str) -> dict:
 
 
 def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, k: int,
-                         n_features: int, stop_causes) -> None:
+                         n_features: int, stop_causes, fixed_k: bool = True) -> None:
     """Raise CheckpointError unless ``state`` is a consistent run on these data.
 
-    Checks: iteration t's history row has ``iteration == t``, ``size == |pool| - t k`` and
-    removed the rows ``order[(t-1) k : t k]``; ``order`` holds distinct row indices of the pool;
-    one finite score per removed row; the model of iteration t has shape (C_t, d + 1) with C_t
-    the number of classes left in its kept rows.
+    Checks: iteration t's history row has ``iteration == t``, removed ``batch_size`` = b_t rows
+    (b_t = k with ``fixed_k``, else b_t >= k; b_0 = 0), namely ``order[B_{t-1} : B_t]`` with
+    B_t = b_1 + ... + b_t, and has ``size == |pool| - B_t``; ``order`` holds distinct row
+    indices of the pool; one finite score per removed row; the model of iteration t has shape
+    (C_t, d + 1) with C_t the number of classes left in its kept rows.
     """
     records, order, scores, thetas = (state[key] for key in ("records", "order", "scores",
                                                              "thetas"))
     n = pool.shape[0]
     if order.dtype.kind not in "iu" or order.ndim != 1:
         raise CheckpointError(path, "is damaged (its removal order is not a list of rows)")
-    if order.size != (len(records) - 1) * k:
+    batches = [rec.get("batch_size") for rec in records]
+    if not all(isinstance(b, int) and not isinstance(b, bool) for b in batches) or batches[0] != 0:
+        raise CheckpointError(path, "is damaged (its history does not say how many rows each "
+                                    "iteration removed)")
+    if any(b != k if fixed_k else b < k for b in batches[1:]):
+        raise CheckpointError(path, f"is damaged (its batch sizes {batches[1:]} do not match "
+                                    f"k={k})")
+    if order.size != sum(batches):
         raise CheckpointError(path, f"is damaged ({order.size} removed rows for "
-                                    f"{len(records) - 1} iterations of k={k})")
+                                    f"{len(records) - 1} iterations removing {sum(batches)})")
     if order.size and (order.min() < 0 or order.max() >= n):
         raise CheckpointError(path, f"is damaged (its removal order has rows outside 0..{n - 1})")
     if np.unique(order).size != order.size or not np.all(pool[order]):
@@ -99,10 +107,11 @@ def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, 
         raise CheckpointError(path, f"is damaged (unknown stop cause {state['stopped_by']!r})")
     keep = pool.copy()
     size0 = int(pool.sum())
+    ends = np.cumsum(batches)
     for t, (rec, theta) in enumerate(zip(records, thetas, strict=True)):
-        removed = order[(t - 1) * k: t * k] if t else order[:0]
+        removed = order[ends[t] - batches[t]: ends[t]]
         keep[removed] = False
-        if (rec.get("iteration") != t or rec.get("size") != size0 - t * k
+        if (rec.get("iteration") != t or rec.get("size") != size0 - ends[t]
                 or rec.get("removed") != removed.tolist()):
             raise CheckpointError(path, f"is damaged (iteration {t} of its history does not "
                                         "match its removal order)")

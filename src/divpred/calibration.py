@@ -37,8 +37,9 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["LEVELS", "N_FOLDS", "crossfit_folds", "crossfit_probabilities", "excess_z_from_counts",
-           "label_excess_z", "label_pvalues", "pit_given_uniforms", "tail_z_scores"]
+__all__ = ["LEVELS", "N_FOLDS", "contamination_lower_bound", "crossfit_folds",
+           "crossfit_probabilities", "excess_z_from_counts", "label_excess_z", "label_pvalues",
+           "pit_given_uniforms", "tail_counts", "tail_z_scores"]
 
 N_FOLDS = 5
 """Folds of the cross-fitted predictions."""
@@ -338,7 +339,15 @@ def label_excess_z(u: np.ndarray, levels=LEVELS) -> float:
     -------
     float
     """
-    return excess_z_from_counts([np.sum(u < t) for t in levels], u.shape[0], levels)
+    return excess_z_from_counts(tail_counts(u, levels), u.shape[0], levels)
+
+
+def tail_counts(u: np.ndarray, levels=LEVELS) -> list[int]:
+    """#{u_i < tau} for each tau in ``levels``: what :func:`label_excess_z` and
+    :func:`contamination_lower_bound` are computed from (recorded in the purification history
+    as ``label_tail_counts``)."""
+    u = np.asarray(u)
+    return [int(np.sum(u < t)) for t in levels]
 
 
 def excess_z_from_counts(counts, N: int, levels=LEVELS) -> float:
@@ -359,3 +368,42 @@ def tail_z_scores(counts, N: int, levels=LEVELS) -> np.ndarray:
         raise ValueError(f"counts must have one entry per level ({levels.size}); got shape "
                          f"{counts.shape}")
     return (counts - N * levels) / np.sqrt(N * levels * (1.0 - levels))
+
+
+def contamination_lower_bound(counts, N: int, levels=LEVELS, z: float = 0.0) -> float:
+    r"""An estimate of the share of the N rows whose labels are contaminated, low by design.
+
+    Suppose a share pi of the rows are contaminants whose u_i follow any law G on (0, 1) and
+    the others are calibrated (u_i uniform). Then
+    E #{u_i < tau} / N = pi G(tau) + (1 - pi) tau <= pi + (1 - pi) tau, so every level gives
+    pi >= (E #{u_i < tau} / N - tau) / (1 - tau), with equality when every contaminant has
+    u_i < tau; the largest of these bounds over the levels is the estimate,
+
+    .. math::
+
+        \hat\pi = \max\Bigl(0,\ \max_\tau
+            \frac{\#\{u_i < \tau\} - N\tau - z\sqrt{N\tau(1 - \tau)}}{N (1 - \tau)}\Bigr)
+        = \max\Bigl(0,\ \max_\tau (z_\tau - z) \sqrt{\tfrac{\tau}{N (1 - \tau)}}\Bigr).
+
+    It is a *lower* bound in expectation: the contaminants that the held-out model does not
+    contradict (G(tau) < 1: a compromise fit between labelling rules, noise the model absorbs
+    as uncertainty) are not counted. With calibrated labels its standard deviation at one level
+    is sqrt(tau / ((1 - tau) N)) (0.33 / sqrt(N) at tau = 0.1); ``z`` > 0 subtracts that many
+    null standard deviations from each count (a lower confidence bound instead).
+
+    Parameters
+    ----------
+    counts : sequence of int, one per level
+        #{u_i < tau} (:func:`tail_counts`).
+    N : int >= 1
+        Rows counted.
+    levels : sequence of float in (0, 1)
+    z : float >= 0
+
+    Returns
+    -------
+    float in [0, 1)
+    """
+    levels = np.asarray(levels, dtype=float)
+    excess = tail_z_scores(np.asarray(counts, dtype=float), int(N), levels) - z
+    return float(max(0.0, np.max(excess * np.sqrt(levels / (N * (1.0 - levels))))))

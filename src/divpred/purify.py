@@ -22,11 +22,18 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _calibration_schedule as schedule
 from . import _io
+from ._batch import next_adaptive_batch
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._purify_alpha import alpha_choice, refit_with_chosen_alpha
 from ._state import FittedState
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
-from .calibration import crossfit_folds, crossfit_probabilities, label_excess_z, label_pvalues
+from .calibration import (
+    crossfit_folds,
+    crossfit_probabilities,
+    excess_z_from_counts,
+    label_pvalues,
+    tail_counts,
+)
 from .models import MultinomialLogit
 from .models import _softmax as sm
 from .models._alpha import REFERENCE_ALPHA
@@ -43,13 +50,16 @@ from .stopping import PROBE_FRACTION, STOP_RULES, auto_decision, choose_iteratio
 
 __all__ = ["Purifier"]
 
-CHECKPOINT_VERSION = 3  # 2: history rows carry removed_agreement; 3: removal scores, stop
+CHECKPOINT_VERSION = 4  # 2: removed_agreement; 3: removal scores, stop; 4: batch_size, tail counts
 
 STOP_CAUSES = ("none", "max_iter", "max_fraction", "min_size", "single_class")
 """Values of ``Purifier.stopped_by_`` besides the name of the rule that fired."""
 
 AUTO_BATCH_FRACTION = 0.01
 """``k="auto"`` removes this fraction of n per iteration (the paper's 10 of 1000 rows)."""
+
+K_WORDS = ("auto", "adaptive")
+"""The named batch sizes ``k`` accepts besides counts and fractions."""
 
 _RULE_CRITERIA = {
     "relative": "|dV|/V fell below tol={tol:g}",
@@ -76,14 +86,20 @@ class Purifier(BaseEstimator):
         (:mod:`divpred._purify_alpha`, ``docs/purification.md`` 7.2).
     method : str, default="fast"
         Scoring method, one of :data:`~divpred.DELTA_METHODS`.
-    k : int, float in (0, 1) or "auto", default="auto"
+    k : int, float in (0, 1), "auto" or "adaptive", default="auto"
         Points removed per iteration: a count, a fraction of n (rounded up), or ``"auto"``
         = 1% of n (at least 1; the paper's t = 10 of 1000 rows), so that runs on 10^2 and 10^6
-        rows take the same number of iterations. The count used is ``k_``.
+        rows take the same number of iterations. The count used is ``k_``. ``"adaptive"``
+        (needs the label-excess statistic: ``stop="auto"`` or ``record_calibration=True``)
+        removes a third of the contamination that the statistic's tail counts still show,
+        between ``k_`` = 1% and 5% of n per iteration, 1% over the auto rule's probe window
+        (:mod:`divpred._batch`); fewer iterations, not the accuracy of ``"auto"``
+        (``docs/purification.md`` 7.8). The batch of every iteration is in ``batch_sizes_``
+        and the history's ``batch_size``.
     max_iter : int, float in (0, 1] or "auto", default="auto"
         Maximum number of removal iterations: a count; a fraction f of n (as many iterations
-        as remove f n rows); or ``"auto"``, no cap but ``max_fraction``. The count is
-        ``max_iter_``.
+        as remove f n rows in batches of ``k_``); or ``"auto"``, no cap but ``max_fraction``.
+        The count is ``max_iter_``.
     max_fraction : float in (0, 1], default=0.5
         Never remove more than this fraction of the rows (whatever the rule).
     min_size : int or None, default=None
@@ -117,14 +133,15 @@ default="auto"
     tol, knee_ratio, patience, validation_fraction, agreement_threshold, calibration_z :
         parameters of the rules above.
     record_calibration : bool, default=False
-        Record ``label_excess_z`` at every iteration, for any ``stop`` (five cross-fitted fold
-        fits on 80% of the kept rows each). Without it, ``stop="auto"`` evaluates the
-        statistic only where its rule can read it (``divpred._calibration_schedule``: the
-        probe window, then the iterations where a bound on its fall allows the null level,
-        and the neighbours of every value at or below it, none after the crossing); the other
-        iterations hold NaN, and the run stops at the same iteration with the same choice as
-        with z everywhere unless z falls by more than the bound in a skipped stretch and
-        recovers.
+        Record ``label_excess_z`` and its ``label_tail_counts`` at every iteration, for any
+        ``stop`` (five cross-fitted fold fits on 80% of the kept rows each). Without it,
+        ``stop="auto"`` evaluates the statistic only where its rule can read it
+        (``divpred._calibration_schedule``: the probe window, then the iterations where a bound
+        on its fall allows the null level, and the neighbours of every value at or below it,
+        none after the crossing); the other iterations hold NaN, and the run stops at the same
+        iteration with the same choice as with z everywhere unless z falls by more than the
+        bound in a skipped stretch and recovers. With ``k="adaptive"`` it is evaluated at every
+        iteration (it sizes every batch).
     checkpoint : str or path, optional
         File written atomically after every iteration; a later ``fit`` with the same data and
         parameters resumes from it and produces the identical history.
@@ -143,9 +160,11 @@ default="auto"
         One row per iteration (0 = before any removal): ``iteration``, ``size``, ``variance``,
         ``train_loss``, ``train_accuracy``, ``removed_agreement`` (fraction of the points
         removed at that iteration whose label the refit predicts; NaN at 0), ``method_used``,
-        ``removed`` (indices removed at that iteration, a list), plus ``label_excess_z`` (the
-        statistic of ``stop="auto"``; NaN where its lazy schedule skipped it),
-        ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when available.
+        ``removed`` (indices removed at that iteration, a list), ``batch_size`` (their number;
+        0 at 0), plus ``label_excess_z`` (the statistic of ``stop="auto"``; NaN where its lazy
+        schedule skipped it), ``label_tail_counts`` (its counts #{u_i < tau} per level; None
+        where skipped), ``eval_accuracy``, ``val_accuracy`` and ``contaminants_removed`` when
+        available.
     removal_order_ : ndarray of int
         Row indices of X in the order they were removed (over the whole run).
     removal_scores_ : ndarray of float, same shape as ``removal_order_``
@@ -153,7 +172,10 @@ default="auto"
         removed it, as used to rank it; kept in the checkpoint, never recomputed.
     best_iteration_ : int
     k_ : int
-        Points removed per iteration (``k`` resolved against n).
+        Points removed per iteration (``k`` resolved against n; with ``k="adaptive"`` the
+        smallest batch).
+    batch_sizes_ : ndarray of int, shape (stop_iteration_,)
+        Points removed at iterations 1 .. ``stop_iteration_``.
     max_iter_ : int
         The iteration cap (``max_iter`` resolved against n).
     keep_mask_ : ndarray of bool, shape (n,)
@@ -224,7 +246,10 @@ default="auto"
             raise ValueError(f"method must be one of {DELTA_METHODS}; got {self.method!r}")
         if self.stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}; got {self.stop!r}")
-        _check_count_or_fraction(self.k, "k", upper_open=True)
+        _check_count_or_fraction(self.k, "k", upper_open=True, words=K_WORDS)
+        if self.k == "adaptive" and self.stop != "auto" and not self.record_calibration:
+            raise ValueError("k='adaptive' sizes the batches from the label-excess statistic: "
+                             "it needs stop='auto' or record_calibration=True")
         _check_count_or_fraction(self.max_iter, "max_iter", upper_open=False)
         _check_max_fraction(self.max_fraction)
         if not _is_real(self.calibration_z) or not np.isfinite(self.calibration_z):
@@ -306,7 +331,8 @@ default="auto"
         max_removed = math.floor(self.max_fraction * n_pool)
         self._calibrate = self.stop == "auto" or bool(self.record_calibration)
         # stop="auto" alone evaluates z only where its rule can need it (_calibration_schedule)
-        self._lazy = self.stop == "auto" and not self.record_calibration
+        # (k="adaptive" sizes every batch from it: evaluated at every iteration)
+        self._lazy = self.stop == "auto" and not self.record_calibration and self.k != "adaptive"
         self._folds = crossfit_folds(y, _calibration_seed(self.random_state))
         # each fold's refit of the last calibrated iteration: the next one starts from it
         self._fold_starts: dict = {}
@@ -347,14 +373,15 @@ default="auto"
                     keep, it = self._cut_back(records, order, scores_removed, thetas)
                 stopped_by = self.stop
                 break
-            if len(order) + self.k_ > max_removed:
+            kept_idx = np.nonzero(keep)[0]
+            batch = self._batch_size(records, len(order), max_removed, min_size)
+            if len(order) + batch > max_removed:
                 stopped_by = "max_fraction"
                 break
             if it >= self.max_iter_:
                 stopped_by = "none" if self.stop == "none" else "max_iter"
                 break
-            kept_idx = np.nonzero(keep)[0]
-            if kept_idx.size - self.k_ < min_size:
+            if kept_idx.size - batch < min_size:
                 stopped_by = "min_size"
                 break
             t0 = time.perf_counter()
@@ -367,7 +394,7 @@ default="auto"
                 with _single_threaded_blas():
                     scores, info = scores_from_state(fitted, self.method, seed,
                                                      n_jobs=effective_n_jobs(self.n_jobs))
-            ranked = np.argsort(-scores, kind="stable")[: self.k_]
+            ranked = np.argsort(-scores, kind="stable")[:batch]
             top = kept_idx[ranked]
             keep[top] = False
             if np.unique(y[keep]).shape[0] < 2:
@@ -401,14 +428,16 @@ default="auto"
         self.removal_order_ = np.asarray(order, dtype=int)
         self.removal_scores_ = np.asarray(scores_removed, dtype=np.float64)
         self.stop_iteration_ = int(self.history_["iteration"].iloc[-1])
+        self.batch_sizes_ = self.history_["batch_size"].to_numpy(dtype=np.int64)[1:]
         chosen = self._stopped(records)
         if chosen is None and self.stop == "auto":
             chosen = self._auto_decision(final=True).iteration
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
         self.stopped_by_ = stopped_by
-        self.stop_reason_ = self._stop_reason(stopped_by, min_size)
+        self.stop_reason_ = self._stop_reason(
+            stopped_by, min_size, self._batch_size(records, len(order), max_removed, min_size))
         self.keep_mask_ = pool.copy()
-        self.keep_mask_[self.removal_order_[: self.best_iteration_ * self.k_]] = False
+        self.keep_mask_[self.removed_rows(self.best_iteration_)] = False
         self.model_ = clone(base)
         # A class can vanish during purification: the model of an iteration knows only the
         # classes of the rows it was fitted on.
@@ -423,6 +452,22 @@ default="auto"
     def _resolve_sizes(self, n: int) -> tuple[int, int]:
         """(k, max_iter) as counts for a data set of n rows (see the class docstring)."""
         return resolve_batch_sizes(self.k, self.max_iter, self.max_fraction, n)
+
+    def removed_rows(self, iteration: int) -> np.ndarray:
+        """Row indices removed by iterations 1 .. ``iteration``, in removal order."""
+        check_is_fitted(self, "removal_order_")
+        return self.removal_order_[: int(np.sum(self.batch_sizes_[:iteration]))]
+
+    def _batch_size(self, records, n_removed: int, max_removed: int, min_size: int) -> int:
+        """Rows to remove after the last iteration of ``records``: ``k_``, or with
+        ``k="adaptive"`` the schedule of :mod:`divpred._batch`, never more than the caps
+        leave (then the caps' own test sees ``k_``)."""
+        if self.k != "adaptive":
+            return self.k_
+        return next_adaptive_batch(
+            [r["size"] for r in records], [r.get("label_tail_counts") for r in records],
+            self.k_, records[0]["size"],
+            room=min(max_removed - n_removed, records[-1]["size"] - min_size))
 
     # ------------------------------------------------------------------ helpers
     def _stopped(self, records) -> int | None:
@@ -440,7 +485,7 @@ default="auto"
                              h["size"].to_numpy(), self.calibration_z, self.knee_ratio,
                              final=final)
 
-    def _stop_reason(self, stopped_by: str, min_size: int) -> str:
+    def _stop_reason(self, stopped_by: str, min_size: int, batch: int) -> str:
         """The sentence of ``stop_reason_`` (needs ``stop_iteration_`` and ``best_iteration_``)."""
         last, best = self.stop_iteration_, self.best_iteration_
         pending = "" if self.stop == "none" else f"; the {self.stop} rule had not fired"
@@ -464,16 +509,16 @@ default="auto"
             return (f"reached the iteration cap (max_iter={self.max_iter_}) before the "
                     f"{self.stop} rule fired" + (pending if self.stop == "auto" else ""))
         if stopped_by == "max_fraction":
-            return (f"stopped at iteration {last}: removing {self.k_} more rows would exceed "
+            return (f"stopped at iteration {last}: removing {batch} more rows would exceed "
                     f"max_fraction={self.max_fraction:g} of the data{pending}")
         if stopped_by == "none":
             return (f"ran to the iteration cap (max_iter={self.max_iter_}) with no stopping rule "
                     "(stop=\"none\")")
         if stopped_by == "min_size":
-            return (f"stopped at iteration {last}: removing {self.k_} more rows would leave "
+            return (f"stopped at iteration {last}: removing {batch} more rows would leave "
                     f"fewer than min_size={min_size}{pending}")
         if stopped_by == "single_class":
-            return (f"stopped at iteration {last}: removing the next {self.k_} rows would leave "
+            return (f"stopped at iteration {last}: removing the next {batch} rows would leave "
                     f"a single class{pending}")
         raise AssertionError(f"unknown stop cause {stopped_by!r}")
 
@@ -495,13 +540,14 @@ default="auto"
             ),
             "method_used": method_used,
             "removed": list(removed),
+            "batch_size": len(removed),
         }
         if self._calibrate:
-            rec["label_excess_z"] = float("nan")
+            rec["label_excess_z"], rec["label_tail_counts"] = float("nan"), None
             if not self._lazy or schedule.needs_excess(
                     [r["label_excess_z"] for r in records],
                     [r["size"] for r in records] + [rec["size"]], it):
-                rec["label_excess_z"] = self._label_excess(
+                rec["label_excess_z"], rec["label_tail_counts"] = self._label_excess(
                     it, model, X[keep], y[keep], self._folds[keep], self._gram.rows(keep))
         if eval_set is not None:
             rec["eval_accuracy"] = float(model.score(*eval_set))
@@ -519,8 +565,9 @@ default="auto"
             keep[rec["removed"]] = False
         model = clone(base)
         set_fitted_theta(model, thetas[t], np.unique(y[keep]))
-        return self._label_excess(t, model, X[keep], y[keep], self._folds[keep],
-                                  self._gram.rows(keep))
+        z, records[t]["label_tail_counts"] = self._label_excess(
+            t, model, X[keep], y[keep], self._folds[keep], self._gram.rows(keep))
+        return z
 
     def _fill_excess(self, records, thetas, base, X, y) -> None:
         """The lazy schedule's closure: z at the skipped neighbours of every z at or below its
@@ -560,13 +607,15 @@ default="auto"
             fitted.variance  # noqa: B018 (builds and caches H, shared by the scores)
         return fitted
 
-    def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> float:
-        """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted."""
+    def _label_excess(self, it, model, Xk, yk, fold, gram=None) -> tuple[float, list[int]]:
+        """:func:`~divpred.calibration.label_excess_z` of the kept rows, cross-fitted, and the
+        :func:`~divpred.calibration.tail_counts` it is computed from."""
         classes = np.unique(yk)
         P = crossfit_probabilities(model, Xk, yk, fold, classes, input_gram=gram,
                                    fold_starts=self._fold_starts)
         rng = np.random.default_rng([_calibration_seed(self.random_state), it])
-        return label_excess_z(label_pvalues(P, np.searchsorted(classes, yk), rng))
+        counts = tail_counts(label_pvalues(P, np.searchsorted(classes, yk), rng))
+        return excess_z_from_counts(counts, yk.shape[0]), counts
 
     def _fingerprint(self, X, y, eval_set, contamination, validation_set) -> str:
         h = hashlib.sha256()
@@ -609,7 +658,8 @@ default="auto"
             return None
         state = read_purifier_checkpoint(self.checkpoint, CHECKPOINT_VERSION, fingerprint)
         check_purifier_state(self.checkpoint, state, y=y, pool=self._pool, k=self.k_,
-                             n_features=n_features, stop_causes=(*STOP_CAUSES, *STOP_RULES))
+                             fixed_k=self.k != "adaptive", n_features=n_features,
+                             stop_causes=(*STOP_CAUSES, *STOP_RULES))
         return (state["records"], state["order"].tolist(), state["scores"].tolist(),
                 state["thetas"], state["stopped_by"])
 
@@ -619,8 +669,7 @@ default="auto"
 
     def contamination_precision(self, contamination) -> float:
         """Fraction of the rows removed up to ``best_iteration_`` that are true contaminants."""
-        check_is_fitted(self, "removal_order_")
-        removed = self.removal_order_[: self.best_iteration_ * self.k_]
+        removed = self.removed_rows(self.best_iteration_)
         if removed.size == 0:
             return float("nan")
         return float(np.mean(np.asarray(contamination, dtype=bool)[removed]))
@@ -689,7 +738,7 @@ def _check_pair(pair, name):
 def resolve_batch_sizes(k, max_iter, max_fraction: float, n: int) -> tuple[int, int]:
     """(k, max_iter) of :class:`Purifier` (a count, a fraction of n or "auto") as counts for
     n rows; shared with ``DaskPurifier``."""
-    if k == "auto":
+    if k in K_WORDS:  # "adaptive": its smallest batch
         k_ = max(1, math.ceil(AUTO_BATCH_FRACTION * n))
     elif isinstance(k, numbers.Integral):
         k_ = int(k)
@@ -733,17 +782,19 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_count_or_fraction(value, name: str, *, upper_open: bool) -> None:
-    """An int >= 1, "auto", or a fraction of n in (0, 1) (``upper_open``) or (0, 1]."""
-    if isinstance(value, str) and value == "auto":
+def _check_count_or_fraction(value, name: str, *, upper_open: bool,
+                             words: tuple[str, ...] = ("auto",)) -> None:
+    """An int >= 1, one of ``words``, or a fraction of n in (0, 1) (``upper_open``) or (0, 1]."""
+    if isinstance(value, str) and value in words:
         return
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         check_positive_int(value, name)
         return
     top = "1)" if upper_open else "1]"
     if not _is_real(value) or not 0 < value <= 1 or (upper_open and value == 1):
+        named = " or ".join(repr(w) for w in words)
         raise ValueError(f"{name} must be an integer >= 1, a fraction of n in (0, {top} or "
-                         f"'auto'; got {value!r}")
+                         f"{named}; got {value!r}")
 
 
 def _check_max_fraction(value) -> None:

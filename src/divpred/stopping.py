@@ -28,18 +28,24 @@ def relative_change_rule(variance: np.ndarray, tol: float = 1e-2) -> int | None:
     return None
 
 
-def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0) -> int | None:
+def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0, size=None) -> int | None:
     """Stop at the knee of the variance curve, where the descent of V flattens out.
 
     With the per-iteration decrease s_t = V_{t-1} - V_t, the rule returns the first t >= 2 with
     s_t < ratio * max_{u < t} s_u: the slope has fallen below ``ratio`` of the steepest slope seen
     so far (the paper observes the best accuracy near this knee). If V did not decrease at the
-    first step the knee is at 0.
+    first step the knee is at 0. Given ``size`` (kept rows after each iteration), s_t is the
+    decrease per removed row, (V_{t-1} - V_t) / (size_{t-1} - size_t), so that batches of
+    different sizes (``k="adaptive"``) compare; with equal batches the rule is the same.
     """
     v = np.asarray(variance, dtype=float)
     if len(v) < 2:
         return None
     slope = v[:-1] - v[1:]
+    if size is not None:
+        removed = -np.diff(np.asarray(size, dtype=float))
+        if not np.all(removed == removed[0]):  # equal batches: the unscaled rule, bit for bit
+            slope = slope / removed
     if slope[0] <= 0:
         return 0
     steepest = np.maximum.accumulate(slope)
@@ -336,7 +342,7 @@ def auto_decision(excess_z, variance, size, detect: float = 3.0, ratio: float = 
     if not probe_z > detect:
         return AutoDecision(0, "no_excess", **base)
     calibrated = _calibrated(z, size)
-    knee = knee_rule(v, ratio)
+    knee = knee_rule(v, ratio, size)
     base.update(calibrated=calibrated, knee=knee)
     if calibrated is not None and knee is not None:
         return AutoDecision(max(calibrated, knee),
@@ -399,7 +405,8 @@ def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
     if rule == "relative":
         return relative_change_rule(history["variance"].to_numpy(), params.get("tol", 1e-2))
     if rule == "knee":
-        return knee_rule(history["variance"].to_numpy(), params.get("ratio", 1.0 / 3.0))
+        return knee_rule(history["variance"].to_numpy(), params.get("ratio", 1.0 / 3.0),
+                         history["size"].to_numpy())
     if rule == "separable":
         return separable_rule(history["train_accuracy"].to_numpy())
     if rule == "validation":

@@ -25,9 +25,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--test", metavar="FILE",
                    help="test/eval data in the same format (accuracy per iteration)")
     p.add_argument("--method", default="fast", choices=DELTA_METHODS, help="scoring method")
-    p.add_argument("--k", type=count_or_fraction, default="auto",
-                   help="points removed per iteration: a count, a fraction of the rows, or "
-                   "'auto' (1%% of the rows)")
+    p.add_argument("--k", type=batch_size, default="auto",
+                   help="points removed per iteration: a count, a fraction of the rows, "
+                   "'auto' (1%% of the rows) or 'adaptive' (1-5%% of the rows, from the "
+                   "contamination the auto rule's statistic still shows; needs --stop auto)")
     p.add_argument("--iterations", type=count_or_fraction, default="auto",
                    help="maximum number of iterations: a count, a fraction of the rows to "
                    "remove at most, or 'auto' (only --max-fraction caps the run)")
@@ -153,6 +154,11 @@ def run(args) -> int:
         if report is not None:
             print(f"removed rows: {report['removed']}; report: {report['report']}")
     return 0
+
+
+def batch_size(text: str) -> int | float | str:
+    """argparse type of purify's --k: :func:`count_or_fraction` or "adaptive"."""
+    return text if text == "adaptive" else count_or_fraction(text)
 
 
 def count_or_fraction(text: str) -> int | float | str:

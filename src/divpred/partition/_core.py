@@ -80,7 +80,7 @@ class CoreFinder:
             # too few points for one batch: nothing can be removed
             return CoreRun(np.array([fit_variance(self.ctx.base, Xs, ys)]),
                            np.array([], dtype=np.int64), None)
-        removed = pur.removal_order_[: pur.best_iteration_ * pur.k_]
+        removed = pur.removed_rows(pur.best_iteration_)
         return CoreRun(pur.history_["variance"].to_numpy(), removed, int(pur.best_iteration_))
 
     def _knee(self, S, step, depth, path, *, excess: bool) -> CoreRun:
@@ -130,7 +130,7 @@ class CoreFinder:
         pur = self._purifier(step, depth, path, max_iter=target, record_calibration=excess)
         pur.fit(self.ctx.X[S], self.ctx.y[S])
         history = pur.history_.iloc[: target + 1]
-        return history, pur.removal_order_[: (len(history) - 1) * pur.k_]
+        return history, pur.removed_rows(len(history) - 1)
 
     def _purifier(self, step, depth, path, **params) -> Purifier:
         ctx = self.ctx

@@ -13,15 +13,16 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ...calibration import LEVELS, excess_z_from_counts, pit_given_uniforms
+from ...calibration import LEVELS, pit_given_uniforms
 from ...models import _softmax as sm
 from .engine import SPLIT_EVERY, _block_arrays, _compute, _Data
 from .fit import fit_multinomial
 
 
-def label_excess(data: _Data, model, folds: np.ndarray, rng: np.random.Generator,
-                 fit_kwargs: dict, client=None) -> float:
-    """label_excess_z of the kept rows of ``data``, cross-fitted on ``folds`` (n,).
+def label_tail_counts(data: _Data, model, folds: np.ndarray, rng: np.random.Generator,
+                      fit_kwargs: dict, client=None) -> list[int]:
+    """:func:`divpred.calibration.tail_counts` of the kept rows of ``data``, cross-fitted on
+    ``folds`` (n,): what label_excess_z is computed from.
 
     A class absent from the training rows of some fold's refit is not handled as the numpy
     Purifier does (there it gets probability 0): every class must keep rows outside each fold.
@@ -51,7 +52,7 @@ def label_excess(data: _Data, model, folds: np.ndarray, rng: np.random.Generator
         dtype=np.float64,
     )
     counts = np.asarray(_compute(parts.sum(axis=0, split_every=SPLIT_EVERY), client))
-    return excess_z_from_counts(counts, int(kept.sum()), LEVELS)
+    return [int(c) for c in counts]
 
 
 def _pit_counts_block(Xb, yb, rb, fb, ub, consts):

@@ -10,7 +10,7 @@ import pandas as pd
 from ... import _calibration_schedule as schedule
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, set_fitted_theta
-from .calibration import label_excess
+from .calibration import label_tail_counts
 from .data import as_dask_data
 from .engine import _compute, _Data, _prepare
 from .fit import fit_multinomial
@@ -35,7 +35,8 @@ class DaskPurifier:
     ----------
     alpha, damping, tol, max_newton : the model's settings (see MultinomialLogit).
     method : {"fast1", "self_influence"}
-    k, max_iter, max_fraction, min_size : as :class:`divpred.Purifier`.
+    k, max_iter, max_fraction, min_size : as :class:`divpred.Purifier` (``k="adaptive"``, with
+        ``stop="auto"``, takes the same batches).
     stop : {"auto", "none"}
         As :class:`divpred.Purifier` (``calibration_z`` is its detection threshold).
     random_state : int or None
@@ -46,9 +47,10 @@ class DaskPurifier:
     ----------
     history_ : pandas.DataFrame with ``iteration``, ``size``, ``variance``, ``train_loss``,
         ``method_used``, ``removed`` (rows removed after that iteration's fit),
-        ``newton_iterations``, ``seconds``, ``label_excess_z`` (``stop="auto"``; NaN where
-        the Purifier's lazy schedule skips it, at the same iterations) and
-        ``eval_accuracy`` when an ``eval_set`` is given.
+        ``batch_size`` (their number), ``newton_iterations``, ``seconds``,
+        ``label_excess_z`` and ``label_tail_counts`` (``stop="auto"``; NaN / None where the
+        Purifier's lazy schedule skips it, at the same iterations; every iteration with
+        ``k="adaptive"``) and ``eval_accuracy`` when an ``eval_set`` is given.
     removal_order_ : ndarray of int (row indices in removal order)
     best_iteration_ : int (the iteration chosen by the rule; the last one for ``stop="none"``)
     stopped_by_ : str ("auto", "max_fraction", "max_iter", "none" or "min_size")
@@ -60,13 +62,16 @@ class DaskPurifier:
     def __init__(self, *, alpha=1e-4, damping=0.01, tol=1e-10, max_newton=100,
                  method="fast1", k="auto", max_iter="auto", max_fraction=0.5, min_size=None,
                  stop="auto", calibration_z=3.0, random_state=None, client=None):
-        from ...purify import _check_count_or_fraction, _check_max_fraction
+        from ...purify import K_WORDS, _check_count_or_fraction, _check_max_fraction
 
         if method not in FAST_METHODS:
             raise ValueError(f"method must be one of {FAST_METHODS}; got {method!r}")
         if stop not in ("auto", "none"):
             raise ValueError(f"the Dask backend offers stop='auto' or 'none'; got {stop!r}")
-        _check_count_or_fraction(k, "k", upper_open=True)
+        _check_count_or_fraction(k, "k", upper_open=True, words=K_WORDS)
+        if k == "adaptive" and stop != "auto":
+            raise ValueError("k='adaptive' sizes the batches from the label-excess statistic: "
+                             "it needs stop='auto'")
         _check_count_or_fraction(max_iter, "max_iter", upper_open=False)
         _check_max_fraction(max_fraction)
         self.alpha, self.damping, self.tol, self.max_newton = alpha, damping, tol, max_newton
@@ -78,6 +83,7 @@ class DaskPurifier:
         import math
         import time
 
+        from ..._batch import next_adaptive_batch
         from ...calibration import crossfit_folds
         from ...purify import _calibration_seed, resolve_batch_sizes
         from ...stopping import auto_fallback, auto_rule, calibration_rule
@@ -96,6 +102,7 @@ class DaskPurifier:
         fit_kwargs = {"alpha": self.alpha, "damping": self.damping, "tol": self.tol,
                       "max_iter": self.max_newton}
         records, order, thetas = [], [], []
+        self._tail_counts: dict[int, list[int]] = {}
         model = None
         it = 0
         while True:
@@ -111,13 +118,16 @@ class DaskPurifier:
                 # the Purifier's lazy schedule (divpred._calibration_schedule): the same z
                 z = [r["label_excess_z"] for r in records] + [float("nan")]
                 sizes = [r["size"] for r in records] + [rec["size"]]
-                if schedule.needs_excess(z, sizes, it):
+                # (k="adaptive" sizes every batch from it: evaluated at every iteration)
+                if self.k == "adaptive" or schedule.needs_excess(z, sizes, it):
                     z[it] = self._excess(data, model, folds, seed, it, fit_kwargs)
                 for t in schedule.fill_neighbourhoods(z, sizes, lambda t: self._excess(
                         self._past(data, records, t), thetas[t], folds, seed, t, fit_kwargs)):
                     if t < it:
                         records[t]["label_excess_z"] = z[t]
+                        records[t]["label_tail_counts"] = self._tail_counts.get(t)
                 rec["label_excess_z"] = z[it]
+                rec["label_tail_counts"] = self._tail_counts.get(it)
                 if calibration_rule(z, sizes, self.calibration_z) is not None:
                     # the Purifier's auto rule also waits for the knee of V, which needs this V
                     rec["variance"] = _summary(data, model, self.client).variance
@@ -128,6 +138,11 @@ class DaskPurifier:
                         if it < len(records):  # records[it] becomes the stop record
                             rec, model = records.pop(), self._model_at(thetas[it], data)
                             rec["variance"] = _summary(data, model, self.client).variance
+            if self.k == "adaptive":  # the batch of Purifier._batch_size
+                sizes = [r["size"] for r in records] + [rec["size"]]
+                tails = [r["label_tail_counts"] for r in records] + [rec["label_tail_counts"]]
+                k = next_adaptive_batch(sizes, tails, self.k_, n_pool,
+                                        room=min(max_removed - len(order), data.n - min_size))
             # the caps end an auto run too (then auto_fallback chooses)
             if stopped_by is not None:
                 pass
@@ -152,6 +167,7 @@ class DaskPurifier:
             if eval_set is not None:
                 rec["eval_accuracy"] = _accuracy(model, *eval_set, client=self.client)
             rec["removed"] = list(removed)
+            rec["batch_size"] = len(removed)
             rec["seconds"] = time.perf_counter() - t0
             records.append(rec)
             if stopped_by is not None:
@@ -171,16 +187,23 @@ class DaskPurifier:
         self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
                                        tol=self.tol, max_iter=self.max_newton)
         set_fitted_theta(self.model_, thetas[self.best_iteration_], data.classes)
-        kept_removed = np.sort(self.removal_order_[: self.best_iteration_ * k])
+        # the rows of the history's first best_iteration_ rows ("removed" after each fit)
+        n_kept_removed = int(self.history_["batch_size"].iloc[: self.best_iteration_].sum())
+        kept_removed = np.sort(self.removal_order_[:n_kept_removed])
         self.keep_mask_ = ~da.isin(data.rows, kept_removed)
         return self
 
     def _excess(self, data, model, folds, seed, it, fit_kwargs) -> float:
-        """label_excess_z of iteration ``it``'s kept rows (``model``: its fit or theta)."""
+        """label_excess_z of iteration ``it``'s kept rows (``model``: its fit or theta); its
+        tail counts go to ``_tail_counts[it]``."""
+        from ...calibration import excess_z_from_counts
+
         if isinstance(model, np.ndarray):
             model = self._model_at(model, data)
         rng = np.random.default_rng([seed, it])
-        return label_excess(data, model, folds, rng, fit_kwargs, self.client)
+        counts = label_tail_counts(data, model, folds, rng, fit_kwargs, self.client)
+        self._tail_counts[it] = counts
+        return excess_z_from_counts(counts, data.n)
 
     def _model_at(self, theta, data) -> MultinomialLogit:
         model = MultinomialLogit(alpha=self.alpha, damping=self.damping, tol=self.tol)
