@@ -145,8 +145,13 @@ def _assert_same_run(lazy, full):
     z_lazy = lazy.history_["label_excess_z"].to_numpy()
     seen = ~np.isnan(z_lazy)
     np.testing.assert_array_equal(z_lazy[seen], full.history_["label_excess_z"][seen])
-    pd.testing.assert_frame_equal(lazy.history_.drop(columns="label_excess_z"),
-                                  full.history_.drop(columns="label_excess_z"))
+    # the tail counts behind z: the same where z was evaluated, None where it was skipped
+    counts = lazy.history_["label_tail_counts"]
+    assert counts[seen].tolist() == full.history_["label_tail_counts"][seen].tolist()
+    assert counts[~seen].isna().all()
+    pd.testing.assert_frame_equal(
+        lazy.history_.drop(columns=["label_excess_z", "label_tail_counts"]),
+        full.history_.drop(columns=["label_excess_z", "label_tail_counts"]))
     return seen
 
 

@@ -34,15 +34,16 @@ def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0, size=None) -> int 
     With the per-iteration decrease s_t = V_{t-1} - V_t, the rule returns the first t >= 2 with
     s_t < ratio * max_{u < t} s_u: the slope has fallen below ``ratio`` of the steepest slope seen
     so far (the paper observes the best accuracy near this knee). If V did not decrease at the
-    first step the knee is at 0. Given ``size`` (kept rows after each iteration), s_t is the
-    decrease per removed row, (V_{t-1} - V_t) / (size_{t-1} - size_t), so that batches of
-    different sizes (``k="adaptive"``) compare; with equal batches the rule is the same.
+    first step the knee is at 0. Given ``size`` (kept rows after each iteration, one per value
+    of ``variance``), s_t is the decrease per removed row, (V_{t-1} - V_t) / (size_{t-1} -
+    size_t), so that batches of different sizes (``k="adaptive"``) compare; with equal batches
+    the rule is the same, and sizes of another length are not used.
     """
     v = np.asarray(variance, dtype=float)
     if len(v) < 2:
         return None
     slope = v[:-1] - v[1:]
-    if size is not None:
+    if size is not None and len(size) == len(v):
         removed = -np.diff(np.asarray(size, dtype=float))
         if not np.all(removed == removed[0]):  # equal batches: the unscaled rule, bit for bit
             slope = slope / removed
