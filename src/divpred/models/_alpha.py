@@ -185,7 +185,8 @@ def approximate_loo_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_G
     def loss_at(j: int, source: int | None) -> float:
         alpha = float(alphas[j])
         prior = start if source is None else fits[source]
-        if source is None and start is not None and float(start.alpha) == alpha:
+        if source is None and start is not None and (
+                getattr(start, "alpha_", start.alpha) == alpha):
             fit = clone(start)
             set_fitted_theta(fit, start.theta_, start.classes_)
             fit.alpha_ = alpha
@@ -205,7 +206,7 @@ def approximate_loo_log_loss(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_G
 
 
 def choose_alpha(model, X: np.ndarray, y: np.ndarray, alphas=ALPHA_GRID, random_state=0,
-                 method: str = "alo", search: str = "grid",
+                 method: str = "cv", search: str = "grid",
                  start=None) -> tuple[float, np.ndarray, object]:
     """(the alpha of ``alphas`` with the smallest criterion among those visited, the criterion
     of every alpha (NaN where not visited), the model fitted on (X, y) with the chosen alpha,
