@@ -92,6 +92,10 @@ def test_dask_purifier_auto_waits_for_the_knee_like_the_purifier():
     got = db.DaskPurifier(alpha=1e-3).fit(Xd, yd)
     assert got.best_iteration_ == ref.best_iteration_
     assert got.stopped_by_ == ref.stopped_by_ == "auto"
+    # the lazy schedule skipped z after the crossing, at the same iterations in both
+    assert ref.history_["label_excess_z"].isna().any()
+    np.testing.assert_allclose(got.history_["label_excess_z"], ref.history_["label_excess_z"],
+                               rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(got.removal_order_[: got.best_iteration_ * got.k_],
                                   ref.removed_rows(ref.best_iteration_))
 
@@ -114,3 +118,37 @@ def test_dask_purifier_takes_the_adaptive_batches_of_the_purifier():
     assert got.best_iteration_ == ref.best_iteration_
     with pytest.raises(ValueError, match="k='adaptive'.*stop='auto'"):
         db.DaskPurifier(k="adaptive", stop="none")
+
+
+@pytest.mark.parametrize("period", [3, 6])
+def test_dask_purifier_follows_the_purifier_lazy_schedule(monkeypatch, period):
+    """stop="auto" evaluates z lazily (divpred._calibration_schedule) in both: with a schedule
+    that also skips all but one iteration in ``period`` after the probe window, the closure
+    fills the skipped neighbours of low values from the stored fits of those iterations (with
+    6 the first low value comes after the every-iteration stop, and the run is cut back to
+    it); numpy and Dask skip and fill the same iterations, record the same z, and stop and
+    choose alike."""
+    from divpred import _calibration_schedule as schedule
+
+    real = schedule.needs_excess
+    monkeypatch.setattr(schedule, "needs_excess", lambda z, size, it, **kw: (
+        real(z, size, it, **kw) and (it <= 3 or it % period == 0)))
+    cuts = []
+    real_cut = db.DaskPurifier._cut_back
+
+    def spy(self, records, *args):
+        it = real_cut(self, records, *args)
+        cuts.append(it < len(records))
+        return it
+
+    monkeypatch.setattr(db.DaskPurifier, "_cut_back", spy)
+    X, y = _contaminated(2_000, seed=4, share=0.2)
+    ref = Purifier(MultinomialLogit(alpha=1e-3), method="fast1").fit(X, y)
+    z = ref.history_["label_excess_z"]
+    assert z.isna().sum() >= 5 and z.notna().sum() > 4 + (len(z) - 4) // 3  # some filled in
+    got = db.DaskPurifier(alpha=1e-3).fit(*db.as_dask_data(X, y, block_rows=500))
+    np.testing.assert_allclose(got.history_["label_excess_z"], z, rtol=1e-9, atol=1e-9)
+    assert (got.best_iteration_, got.stopped_by_) == (ref.best_iteration_, ref.stopped_by_)
+    np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
+    np.testing.assert_allclose(got.history_["variance"], ref.history_["variance"], rtol=1e-8)
+    assert any(cuts) == (period == 6)

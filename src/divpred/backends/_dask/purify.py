@@ -212,8 +212,9 @@ class DaskPurifier:
 
     @staticmethod
     def _past(data, records, t) -> _Data:
-        """The data as iteration t saw them (the rows removed at iterations 1 .. t)."""
-        removed = [i for rec in records[1 : t + 1] for i in rec["removed"]]
+        """The data as iteration t saw them: the rows removed after the fits of iterations
+        0 .. t - 1 (a record's ``removed`` here follows its fit, unlike the Purifier's)."""
+        removed = [i for rec in records[:t] for i in rec["removed"]]
         return _Data(data.X, data.y, data.classes,
                      removed=np.sort(np.asarray(removed, dtype=np.int64)))
 
