@@ -34,7 +34,7 @@ def _dense(z, V, size):
 def _knee_at(t, length=60):
     """V falling by 10 per iteration to t, then by 0.1: the knee of V is at t."""
     return np.concatenate([100.0 - 10.0 * np.arange(t), 100.0 - 10.0 * t
-                           - 0.1 * np.arange(1, length - t + 1)])
+                           - 0.1 * np.arange(1, length + 1)])[:length]
 
 
 HIGH = [30.0] * 4  # the probe window: a persistent excess
