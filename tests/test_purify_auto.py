@@ -373,3 +373,34 @@ def test_auto_run_resumes_to_the_identical_history(tmp_path, monkeypatch):
                        reference.history_["size"].to_numpy())
     if expect is not None and expect <= reference.stop_iteration_:
         assert auto.best_iteration_ == expect
+
+
+def test_resumed_run_keeps_the_fold_fits_warm_starts(tmp_path, monkeypatch):
+    """The z fold fits start from the previous iteration's fold solutions; a resumed run must
+    start them from the same ones (saved in the checkpoint), not from the kept-set fit, or its
+    fold solutions round differently below tol. Compared bitwise in the final checkpoints."""
+    from divpred._checkpoint import read_purifier_checkpoint
+    from divpred.calibration import N_FOLDS
+    from divpred.purify import CHECKPOINT_VERSION
+
+    # three classes with a fifth of the labels flipped: fold solutions that depend on their
+    # start in the last bits (on mixed_data they happen to agree bitwise from any start)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(150, 4))
+    y = np.argmax(X[:, :3] * 2.0 + rng.gumbel(size=(150, 3)), axis=1)
+    y = np.where(rng.random(150) < 0.2, (y + 1) % 3, y)
+    kwargs = dict(k=5, max_iter=6, record_calibration=True, stop="none", random_state=4)
+    whole, cut = tmp_path / "whole.npz", tmp_path / "cut.npz"
+    reference = Purifier(MultinomialLogit(alpha=1e-3), checkpoint=whole, **kwargs).fit(X, y)
+    with monkeypatch.context() as m:
+        _interrupting(m, after=3)
+        with pytest.raises(KeyboardInterrupt):
+            Purifier(MultinomialLogit(alpha=1e-3), checkpoint=cut, **kwargs).fit(X, y)
+    resumed = Purifier(MultinomialLogit(alpha=1e-3), checkpoint=cut, **kwargs).fit(X, y)
+    pd.testing.assert_frame_equal(resumed.history_, reference.history_)
+    fp = reference._fingerprint(X, y, None, None, None)
+    a = read_purifier_checkpoint(whole, CHECKPOINT_VERSION, fp)["fold_starts"]
+    b = read_purifier_checkpoint(cut, CHECKPOINT_VERSION, fp)["fold_starts"]
+    assert sorted(a) == sorted(b) == list(range(N_FOLDS))
+    for f in a:
+        np.testing.assert_array_equal(a[f], b[f])

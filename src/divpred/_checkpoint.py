@@ -39,7 +39,9 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str) -> dict:
     Returns
     -------
     dict with ``records`` (list of dict), ``order`` (int64, (r,)), ``scores`` (float64, (r,)),
-    ``thetas`` (list of float64 (C_t, d + 1)) and ``stopped_by`` (str or None).
+    ``thetas`` (list of float64 (C_t, d + 1)), ``fold_starts`` (dict fold label -> float64
+    (C, d + 1), the z fold fits' warm starts; empty in a checkpoint without them) and
+    ``stopped_by`` (str or None).
     """
     try:
         data = _io.read_npz(path, "checkpoint")
@@ -65,10 +67,12 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str) -> dict:
         if f"theta_{t}" not in data:
             raise CheckpointError(path, f"is damaged (the model of iteration {t} is missing)")
         thetas.append(data[f"theta_{t}"])
+    fold_starts = {int(key.removeprefix("fold_start_")): data[key]
+                   for key in data if key.startswith("fold_start_")}
     stopped_by = _scalar(data, "stopped_by", path, np.str_)
     return {"records": records, "order": _array(data, "order", path),
             "scores": _array(data, "removal_scores", path), "thetas": thetas,
-            "stopped_by": stopped_by or None}
+            "fold_starts": fold_starts, "stopped_by": stopped_by or None}
 
 
 def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, k: int,

@@ -650,6 +650,9 @@ default="auto"
             stopped_by=np.array(stopped_by or ""),
             # one array per iteration: the number of classes may shrink along the way
             **{f"theta_{t}": theta for t, theta in enumerate(thetas)},
+            # the z fold fits' warm starts: a resumed run's fold fits start where this one's
+            # would, so they round alike below tol and z is the same to the last count
+            **{f"fold_start_{f}": theta for f, theta in self._fold_starts.items()},
         )
 
     def _load_checkpoint(self, fingerprint, y, n_features):
@@ -660,6 +663,7 @@ default="auto"
         check_purifier_state(self.checkpoint, state, y=y, pool=self._pool, k=self.k_,
                              fixed_k=self.k != "adaptive", n_features=n_features,
                              stop_causes=(*STOP_CAUSES, *STOP_RULES))
+        self._fold_starts = state["fold_starts"]
         return (state["records"], state["order"].tolist(), state["scores"].tolist(),
                 state["thetas"], state["stopped_by"])
 
