@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from divpred import MultinomialLogit, Purifier
+from divpred import _refit as refit_module
 from divpred import purify as purify_module
 
 from .conftest import make_classification
@@ -32,7 +33,7 @@ def test_cached_input_gram_gives_the_uncached_history(C, method, monkeypatch):
     cached = Purifier(**kwargs).fit(X, y)
     assert given and all(given)
 
-    monkeypatch.setattr(purify_module._SubsetGram, "rows", lambda self, keep: None)
+    monkeypatch.setattr(refit_module.SubsetGram, "rows", lambda self, keep: None)
     given.clear()
     uncached = Purifier(**kwargs).fit(X, y)
     assert given and not any(given)
@@ -46,7 +47,7 @@ def test_cached_input_gram_gives_the_uncached_history(C, method, monkeypatch):
 
 def test_no_gram_is_cached_when_points_outnumber_features():
     X, y = make_classification(40, 3, 2, seed=12)
-    assert purify_module._SubsetGram(X).rows(np.ones(40, dtype=bool)) is None
+    assert refit_module.SubsetGram(X).rows(np.ones(40, dtype=bool)) is None
 
 
 @pytest.mark.parametrize("n,d", [(60, 80), (150, 4)], ids=["dual", "primal"])

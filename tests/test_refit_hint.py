@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from divpred import MultinomialLogit
+from divpred._refit import downdated_data_hessian
 from divpred._state import FittedState
 from divpred.models import _softmax as sm
 from divpred.models.multinomial import set_fitted_theta
-from divpred.purify import _downdated_data_hessian
 
 
 def _data(n=1500, d=6, C=3, seed=0):
@@ -36,15 +36,15 @@ def test_downdated_hessian_is_the_new_rows_hessian_at_the_old_weights():
     keep = np.ones(X.shape[0], dtype=bool)
     keep[dropped] = False
     expected = sm.data_hessian(sm.augment(X[keep]), model.theta_, state.Q) / keep.sum()
-    got = _downdated_data_hessian(state, dropped)
+    got = downdated_data_hessian(state, dropped)
     np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-14)
 
 
 def test_no_hint_without_a_built_hessian():
     X, y = _data(n=300)
     model = MultinomialLogit(alpha=1e-3).fit(X, y)
-    assert _downdated_data_hessian(None, [0]) is None
-    assert _downdated_data_hessian(FittedState.from_model(model, X, y), [0]) is None
+    assert downdated_data_hessian(None, [0]) is None
+    assert downdated_data_hessian(FittedState.from_model(model, X, y), [0]) is None
 
 
 def _count_hessians(monkeypatch):
@@ -74,7 +74,7 @@ def test_hinted_refit_reaches_the_cold_fits_minimiser(hint_kind, monkeypatch):
     keep = np.ones(X.shape[0], dtype=bool)
     keep[dropped] = False
     cold = MultinomialLogit(alpha=1e-3).fit(X[keep], y[keep])
-    hint = _downdated_data_hessian(state, dropped)
+    hint = downdated_data_hessian(state, dropped)
     if hint_kind == "wrong":  # a useless chord costs steps, never the answer
         hint = 1e3 * np.eye(hint.shape[0])
     calls = _count_hessians(monkeypatch)

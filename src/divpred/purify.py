@@ -25,7 +25,9 @@ from . import _io
 from ._batch import next_adaptive_batch
 from ._checkpoint import check_purifier_state, read_purifier_checkpoint
 from ._purify_alpha import alpha_choice, refit_with_chosen_alpha
+from ._refit import SubsetGram, downdated_data_hessian, fit_rows
 from ._state import FittedState
+from ._stop_reason import stop_reason
 from ._validation import check_features, check_labels, check_positive_int, check_X_y
 from .calibration import (
     crossfit_folds,
@@ -35,9 +37,8 @@ from .calibration import (
     tail_counts,
 )
 from .models import MultinomialLogit
-from .models import _softmax as sm
 from .models._alpha import REFERENCE_ALPHA
-from .models._softmax import _single_threaded_blas, augment
+from .models._softmax import _single_threaded_blas
 from .models.multinomial import set_fitted_theta
 from .scores import (
     DELTA_METHODS,
@@ -46,7 +47,7 @@ from .scores import (
     effective_n_jobs,
     scores_from_state,
 )
-from .stopping import PROBE_FRACTION, STOP_RULES, auto_decision, choose_iteration
+from .stopping import STOP_RULES, auto_decision, choose_iteration
 
 __all__ = ["Purifier"]
 
@@ -60,17 +61,6 @@ AUTO_BATCH_FRACTION = 0.01
 
 K_WORDS = ("auto", "adaptive")
 """The named batch sizes ``k`` accepts besides counts and fractions."""
-
-_RULE_CRITERIA = {
-    "relative": "|dV|/V fell below tol={tol:g}",
-    "knee": "the per-iteration decrease of V fell below knee_ratio={knee_ratio:.3g} of the "
-            "steepest one",
-    "separable": "the model fits every kept training label",
-    "validation": "the validation accuracy did not improve for patience={patience} iterations",
-    "agreement": "the refit model predicts the labels of more than agreement_threshold="
-                 "{agreement_threshold:g} of the last removed points",
-}
-
 
 class Purifier(BaseEstimator):
     """Iterated removal of the top-``k`` delta(z) = V(Z) - V(Z \\ z) points, with refits.
@@ -324,7 +314,7 @@ default="auto"
             pool[val_idx] = False
             validation_set = (X[val_idx], y[val_idx])
         self._pool = pool
-        self._gram = _SubsetGram(X)
+        self._gram = SubsetGram(X)
         n_pool = int(pool.sum())
         self.k_, self.max_iter_ = self._resolve_sizes(n_pool)
         min_size = self._check_sizes(n_pool, self.k_)
@@ -341,7 +331,7 @@ default="auto"
         state = self._load_checkpoint(fingerprint, y, X.shape[1])
         if state is None:
             keep = pool.copy()
-            model = _fit_rows(clone(base), X, y, keep, self._gram)
+            model = fit_rows(clone(base), X, y, keep, self._gram)
             records = []
             rec, fitted = self._record(0, model, X, y, keep, [], "", eval_set, validation_set,
                                        contamination, records)
@@ -407,8 +397,8 @@ default="auto"
             it += 1
             if base.get_params().get("solver") != "adam":
                 model.set_params(warm_start=True)
-            hint = _downdated_data_hessian(fitted, ranked)
-            _fit_rows(model, X, y, keep, self._gram, hint)
+            hint = downdated_data_hessian(fitted, ranked)
+            fit_rows(model, X, y, keep, self._gram, hint)
             rec, fitted = self._record(it, model, X, y, keep, top.tolist(), info["method"],
                                        eval_set, validation_set, contamination, records)
             records.append(rec)
@@ -434,8 +424,9 @@ default="auto"
             chosen = self._auto_decision(final=True).iteration
         self.best_iteration_ = int(chosen if chosen is not None else self.stop_iteration_)
         self.stopped_by_ = stopped_by
-        self.stop_reason_ = self._stop_reason(
-            stopped_by, min_size, self._batch_size(records, len(order), max_removed, min_size))
+        self.stop_reason_ = stop_reason(
+            self, stopped_by, min_size,
+            self._batch_size(records, len(order), max_removed, min_size))
         self.keep_mask_ = pool.copy()
         self.keep_mask_[self.removed_rows(self.best_iteration_)] = False
         self.model_ = clone(base)
@@ -484,43 +475,6 @@ default="auto"
         return auto_decision(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
                              h["size"].to_numpy(), self.calibration_z, self.knee_ratio,
                              final=final)
-
-    def _stop_reason(self, stopped_by: str, min_size: int, batch: int) -> str:
-        """The sentence of ``stop_reason_`` (needs ``stop_iteration_`` and ``best_iteration_``)."""
-        last, best = self.stop_iteration_, self.best_iteration_
-        pending = "" if self.stop == "none" else f"; the {self.stop} rule had not fired"
-        if self.stop == "auto" and stopped_by in ("auto", "max_iter", "max_fraction",
-                                                  "min_size", "single_class"):
-            decision = self._auto_decision(final=True)
-            if stopped_by == "auto":
-                return f"the auto rule fired at iteration {last}: " + _auto_sentence(
-                    decision, self.calibration_z, self.knee_ratio)
-            pending = ("; the auto rule had not fired: " + _auto_sentence(
-                decision, self.calibration_z, self.knee_ratio))
-        if stopped_by == self.stop != "none":
-            criterion = _RULE_CRITERIA.get(self.stop)
-            text = f"the {self.stop} rule fired at iteration {last}"
-            if criterion:
-                text += " (" + criterion.format(**self.get_params(deep=False)) + ")"
-            if best != last:
-                text += f" and chose iteration {best}"
-            return text
-        if stopped_by == "max_iter":
-            return (f"reached the iteration cap (max_iter={self.max_iter_}) before the "
-                    f"{self.stop} rule fired" + (pending if self.stop == "auto" else ""))
-        if stopped_by == "max_fraction":
-            return (f"stopped at iteration {last}: removing {batch} more rows would exceed "
-                    f"max_fraction={self.max_fraction:g} of the data{pending}")
-        if stopped_by == "none":
-            return (f"ran to the iteration cap (max_iter={self.max_iter_}) with no stopping rule "
-                    "(stop=\"none\")")
-        if stopped_by == "min_size":
-            return (f"stopped at iteration {last}: removing {batch} more rows would leave "
-                    f"fewer than min_size={min_size}{pending}")
-        if stopped_by == "single_class":
-            return (f"stopped at iteration {last}: removing the next {batch} rows would leave "
-                    f"a single class{pending}")
-        raise AssertionError(f"unknown stop cause {stopped_by!r}")
 
     def _record(self, it, model, X, y, keep, removed, method_used, eval_set, val_set, contam,
                 records):
@@ -598,8 +552,9 @@ default="auto"
 
     def _fitted_state(self, model, X, y, keep) -> FittedState:
         """The evaluated fit on the kept rows, its V computed: the record's, and on resuming,
-        the same state rebuilt from the saved weights (so the next refit gets the same
-        Hessian hint, :func:`_downdated_data_hessian`, and resumes to the identical result)."""
+        the same state rebuilt from the saved weights (so the next refit gets the same Hessian
+        hint, :func:`~divpred._refit.downdated_data_hessian`, and resumes to the identical
+        result)."""
         fitted = FittedState.from_model(model, X[keep], y[keep],
                                         for_fast_scores=self.method in FAST_METHODS,
                                         input_gram=self._gram.rows(keep))
@@ -679,55 +634,6 @@ default="auto"
         return float(np.mean(np.asarray(contamination, dtype=bool)[removed]))
 
 
-class _SubsetGram:
-    """[X, 1] [X, 1]^T of the whole data set, computed once when the refits and the scores use
-    the n x n (dual) forms (fewer points than features), for the kept rows of each iteration."""
-
-    def __init__(self, X):
-        n, d = X.shape
-        self.full = None
-        if n < d + 1:
-            Xa = augment(X)
-            self.full = Xa @ Xa.T
-        self._keep = None
-        self._rows = None
-
-    def rows(self, keep):
-        """The sub-matrix of the rows in ``keep`` (the same array for the same mask), or None."""
-        if self.full is None:
-            return None
-        if self._keep is None or not np.array_equal(keep, self._keep):
-            self._keep = keep.copy()
-            self._rows = self.full[np.ix_(keep, keep)]
-        return self._rows
-
-
-def _fit_rows(model, X, y, keep, gram: _SubsetGram, hessian_hint=None):
-    """``model.fit(X[keep], y[keep])``, with the kept rows' Gram matrix when it is cached and
-    ``hessian_hint`` (:func:`_downdated_data_hessian`) for a warm-started refit."""
-    if not isinstance(model, MultinomialLogit):
-        return model.fit(X[keep], y[keep])
-    return model._fit(X[keep], y[keep], input_gram=gram.rows(keep), hessian_hint=hessian_hint)
-
-
-def _downdated_data_hessian(previous: FittedState | None, dropped) -> np.ndarray | None:
-    """The mean data Hessian of ``previous``'s rows without those at positions ``dropped``,
-    at ``previous``'s weights: (n H_prev - sum_{z dropped} h_z) / (n - k), shape (m, m).
-
-    It is the exact Hessian of the next refit's objective at its warm start, so the refit's
-    chord steps (``MultinomialLogit._fit``'s ``hessian_hint``) need no new pass over the
-    data. None when the last V did not build H_prev (the dual form, or no state): never an
-    extra pass.
-    """
-    if previous is None or previous.binary_dual:
-        return None
-    H_prev = previous.__dict__.get("H_data")  # a cached_property: present once V built it
-    if H_prev is None:
-        return None
-    lost = sm.weighted_block_gram(previous.Xa[dropped], previous.W[dropped])
-    return (previous.n * H_prev - lost) / (previous.n - len(dropped))
-
-
 def _check_pair(pair, name):
     if pair is None:
         return None
@@ -755,31 +661,6 @@ def resolve_batch_sizes(k, max_iter, max_fraction: float, n: int) -> tuple[int, 
     else:
         iters = max(1, math.ceil(max_iter * n / k_))
     return k_, iters
-
-
-def _auto_sentence(d, detect: float, knee_ratio: float) -> str:
-    """Which test of the auto rule chose ``d.iteration`` (:class:`~divpred.stopping.AutoDecision`),
-    for ``stop_reason_``."""
-    probe = (f"median z = {d.probe_z:.2f} over iterations 0-{d.probe_end}, the probe window"
-             if d.probe_end is not None else
-             f"median z = {d.probe_z:.2f} over the iterations run, fewer than the probe window "
-             f"of {PROBE_FRACTION:.0%} of the rows")
-    if d.test == "no_excess":
-        return (f"the data show no persistent excess of improbable labels ({probe}, <= "
-                f"calibration_z={detect:g}), so it chose iteration 0")
-    text = f"the excess of improbable labels was significant ({probe}, > {detect:g})"
-    if d.calibrated is not None:
-        text += (f" and had fallen to its null level by iteration {d.calibrated} (median z over "
-                 f"iterations {d.calibrated - 1}-{d.calibrated + 1} at most the null median)")
-    else:
-        text += " and never fell to its null level"
-    if d.knee is not None:
-        text += f"; the descent of V flattened at iteration {d.knee} (knee_ratio={knee_ratio:.3g})"
-    chose = {"calibration": "the calibration test chose",
-             "knee": "the knee chose",
-             "cap_calibrated": "the knee had not come, so the calibration test chose",
-             "cap_excess": "so it chose the last"}[d.test]
-    return f"{text}; {chose} iteration {d.iteration}"
 
 
 def _is_real(value) -> bool:
