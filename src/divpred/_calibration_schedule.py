@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .stopping import PROBE_FRACTION, _calibrated, _probe_end, auto_decision, null_median_excess_z
+from .stopping import PROBE_FRACTION, _calibrated, _probe_end, auto_decision, excess_over_null
 
 E_FALL = 6.0
 """Smallest assumed bound on the fall of e = z - m(n) in one iteration of 1% of the rows
@@ -52,15 +52,6 @@ E_FALL = 6.0
 
 UNIT_FRACTION = 0.01
 """An iteration removing more than this share of the starting rows counts as several units."""
-
-
-def excess_over_null(z: Sequence[float], size: Sequence[int]) -> np.ndarray:
-    """e_t = z_t - null_median_excess_z(n_t) (NaN where z is NaN), shape (len(z),)."""
-    z = np.asarray(z, dtype=float)
-    e = np.full(z.shape, np.nan)
-    for t in np.nonzero(np.isfinite(z))[0]:
-        e[t] = z[t] - null_median_excess_z(int(size[t]))
-    return e
 
 
 def fall_units(size: Sequence[int]) -> np.ndarray:

@@ -261,12 +261,24 @@ def _probe_end(size: np.ndarray, probe: float) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
+def excess_over_null(z, size) -> np.ndarray:
+    """e_t = z_t - null_median_excess_z(n_t) (NaN where z is NaN), shape (len(z),), for z of
+    shape (T,) and kept sizes ``size`` of length >= T: the excess the auto rule's crossing
+    test (:func:`_calibrated`) and its lazy schedule (:mod:`divpred._calibration_schedule`)
+    read."""
+    z = np.asarray(z, dtype=float)
+    e = np.full(z.shape, np.nan)
+    for t in np.nonzero(np.isfinite(z))[0]:
+        e[t] = z[t] - null_median_excess_z(int(size[t]))
+    return e
+
+
 def _calibrated(z: np.ndarray, size: np.ndarray) -> int | None:
     """First evaluated iteration t >= 1 whose z, with its evaluated neighbours on each side,
     has a median at or below the null median: the excess has fallen to what calibrated
     labels give. Iterations with z = NaN (not evaluated) are skipped."""
     evaluated = np.nonzero(np.isfinite(z))[0]
-    excess = np.array([z[t] - null_median_excess_z(int(size[t])) for t in evaluated])
+    excess = excess_over_null(z, size)[evaluated]
     for j in range(1, evaluated.size - 1):
         if evaluated[j] >= 1 and np.median(excess[j - 1 : j + 2]) <= 0.0:
             return int(evaluated[j])
