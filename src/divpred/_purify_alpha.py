@@ -36,10 +36,7 @@ def alpha_choice(model) -> tuple[str, str] | None:
     asks for (see ``AUTO_METHODS``), or None when it gives a number."""
     if not isinstance(model, MultinomialLogit):
         return None
-    choice = auto_method(model.alpha)
-    if choice and model.solver == "adam":  # Adam stops short of the minimiser ALO starts from
-        return "cv", choice[1]
-    return choice
+    return auto_method(model.alpha, model.solver)
 
 
 def refit_with_chosen_alpha(model, X: np.ndarray, y: np.ndarray, keep: np.ndarray,

@@ -234,10 +234,14 @@ AUTO_METHODS = {"auto": ("cv", "descent"), "auto-grid": ("cv", "grid"),
 (measured against each other in ``docs/purification.md`` 7.2)."""
 
 
-def auto_method(value) -> tuple[str, str] | None:
+def auto_method(value, solver: str | None = None) -> tuple[str, str] | None:
     """The (method, search) of :func:`choose_alpha` that ``alpha=value`` asks for, or None for
-    a number."""
-    return AUTO_METHODS.get(value) if isinstance(value, str) else None
+    a number; with ``solver="adam"`` the method is "cv" (Adam stops short of the minimiser the
+    ALO step starts from)."""
+    choice = AUTO_METHODS.get(value) if isinstance(value, str) else None
+    if choice and solver == "adam":
+        return "cv", choice[1]
+    return choice
 
 
 def check_alpha(value, name: str = "alpha") -> None:

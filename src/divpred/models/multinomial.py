@@ -232,9 +232,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         (:func:`~divpred.models._alpha.choose_alpha`), then fit with it (the criterion's own fit
         when it has one)."""
         numeric = clone(self).set_params(alpha=REFERENCE_ALPHA)
-        method, search = auto_method(self.alpha)
-        if self.solver == "adam":  # Adam stops short of the minimiser the ALO step starts from
-            method = "cv"
+        method, search = auto_method(self.alpha, self.solver)
         alpha, losses, chosen = choose_alpha(numeric, X, y, method=method, search=search)
         if chosen is not None and sample_weight is None:
             numeric = chosen
