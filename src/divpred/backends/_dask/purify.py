@@ -184,9 +184,7 @@ class DaskPurifier:
             best = auto_fallback(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
                                  h["size"].to_numpy(), self.calibration_z)
         self.best_iteration_ = int(best)
-        self.model_ = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
-                                       tol=self.tol, max_iter=self.max_newton)
-        set_fitted_theta(self.model_, thetas[self.best_iteration_], data.classes)
+        self.model_ = self._model_at(thetas[self.best_iteration_], data)
         # the rows of the history's first best_iteration_ rows ("removed" after each fit)
         n_kept_removed = int(self.history_["batch_size"].iloc[: self.best_iteration_].sum())
         kept_removed = np.sort(self.removal_order_[:n_kept_removed])
@@ -206,7 +204,9 @@ class DaskPurifier:
         return excess_z_from_counts(counts, data.n)
 
     def _model_at(self, theta, data) -> MultinomialLogit:
-        model = MultinomialLogit(alpha=self.alpha, damping=self.damping, tol=self.tol)
+        """A MultinomialLogit with this purifier's settings and the fitted weights ``theta``."""
+        model = MultinomialLogit(alpha=self.alpha, damping=self.damping, solver="newton",
+                                 tol=self.tol, max_iter=self.max_newton)
         set_fitted_theta(model, theta, data.classes)
         return model
 
