@@ -150,7 +150,7 @@ def iteration_parts(name: str, iterations: int, label: str = "") -> list[dict]:
         setattr(owner, attr, timed)
 
     wrap(pm, "scores_from_state", "scores")
-    wrap(pm, "_fit_rows", "refit")
+    wrap(pm, "fit_rows", "refit")
     wrap(pm.Purifier, "_record", "record")
     wrap(pm.Purifier, "_label_excess", "calibration")
     try:

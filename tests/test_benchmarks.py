@@ -55,3 +55,21 @@ def test_benchmark_smoke(script):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _has_table(proc.stdout), proc.stdout[-2000:]
     assert _snapshot(RESULTS) == before  # nothing written into benchmarks/results/
+
+
+def test_iteration_parts_times_every_part():
+    """`bench_scale.py emnist` / `parts` time the Purifier by wrapping its functions by name;
+    a renamed or no longer called function must fail here, not leave a part at 0 s (or raise
+    only when the section is run by hand)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _scale_parts
+
+        (row,) = _scale_parts.iteration_parts("digits", 2)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    parts = ["scores_cpu_s", "refit_cpu_s", "record_V_cpu_s", "calibration_cpu_s"]
+    assert row["iterations"] == 2
+    assert all(row[p] > 0 for p in parts), {p: row[p] for p in parts}
+    # the parts are disjoint pieces of the run
+    assert row["whole_cpu_s"] * row["iterations"] <= row["run_cpu_s"] * 1.05
