@@ -51,7 +51,8 @@ HIGH = [30.0] * 4  # the probe window: a persistent excess
 ])
 @pytest.mark.parametrize("knee", [2, 20])
 def test_lazy_replay_chooses_what_every_iteration_chooses(excess, knee):
-    z, V = _z(excess), _knee_at(knee)
+    z = _z(excess)
+    V = _knee_at(knee, length=len(z))
     chosen, stop, evaluated = sc.replay(z, V, SIZE[: len(z)])
     assert (chosen, stop) == _dense(z, V, SIZE)
     assert set(evaluated) <= set(range(stop + 1))

@@ -73,6 +73,14 @@ def test_knee_per_removed_row_compares_batches_of_different_sizes():
     assert knee_rule(w, 1 / 3, np.array([50, 45, 40, 35, 30])) == knee_rule(w, 1 / 3)
 
 
+def test_knee_refuses_sizes_that_do_not_match_the_curve():
+    # a size array of another length was silently ignored before: the per-row slopes of an
+    # adaptive run would then have been compared per iteration without a word
+    v = np.array([200.0, 150.0, 142.0, 134.0, 133.0])
+    with pytest.raises(ValueError, match="one per value of V"):
+        knee_rule(v, 1 / 3, np.array([100, 95, 94, 93]))
+
+
 def test_a_stale_estimate_counts_the_rows_removed_since_as_contamination_gone():
     """The statistic not evaluated at the last iterations (NaN / None, as a lazy schedule
     leaves it): the estimate of iteration s, minus the rows removed since."""

@@ -37,13 +37,21 @@ def knee_rule(variance: np.ndarray, ratio: float = 1.0 / 3.0, size=None) -> int 
     first step the knee is at 0. Given ``size`` (kept rows after each iteration, one per value
     of ``variance``), s_t is the decrease per removed row, (V_{t-1} - V_t) / (size_{t-1} -
     size_t), so that batches of different sizes (``k="adaptive"``) compare; with equal batches
-    the rule is the same, and sizes of another length are not used.
+    the rule is the same.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is given and does not hold one value per value of ``variance``.
     """
     v = np.asarray(variance, dtype=float)
+    if size is not None and len(size) != len(v):
+        raise ValueError(f"size has {len(size)} values but variance has {len(v)}: give the "
+                         "kept-set size after each iteration, one per value of V")
     if len(v) < 2:
         return None
     slope = v[:-1] - v[1:]
-    if size is not None and len(size) == len(v):
+    if size is not None:
         removed = -np.diff(np.asarray(size, dtype=float))
         if not np.all(removed == removed[0]):  # equal batches: the unscaled rule, bit for bit
             slope = slope / removed
