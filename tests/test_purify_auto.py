@@ -165,6 +165,8 @@ def test_auto_rule_on_constructed_histories(z, expect, test):
     assert (d.iteration, d.test) == (expect, test)
     history = pd.DataFrame({"label_excess_z": z, "variance": LINEAR_THEN_FLAT, "size": size})
     assert choose_iteration(history, "auto", detect=3.0) == expect
+    # the running purification passes its rows (a list of dicts) instead of a DataFrame
+    assert choose_iteration(history.to_dict("records"), "auto", detect=3.0) == expect
     assert auto_rule(np.array(z), np.array(LINEAR_THEN_FLAT), size) == expect
 
 
@@ -226,6 +228,8 @@ def test_calibration_rule_is_the_excess_test_without_the_knee():
 def test_the_auto_rule_on_a_history_without_label_excess_z_is_an_error():
     with pytest.raises(ValueError, match="label_excess_z"):
         choose_iteration(pd.DataFrame({"variance": [1.0]}), "auto")
+    with pytest.raises(ValueError, match="label_excess_z"):
+        choose_iteration([{"variance": 1.0}], "auto")
 
 
 # ------------------------------------------------------------------------ the Purifier

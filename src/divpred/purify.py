@@ -465,8 +465,7 @@ default="auto"
         if self.stop == "none":
             return None
         return choose_iteration(
-            pd.DataFrame.from_records(records), self.stop,
-            tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
+            records, self.stop, tol=self.tol, ratio=self.knee_ratio, patience=self.patience,
             threshold=self.agreement_threshold, detect=self.calibration_z,
         )
 
@@ -504,9 +503,10 @@ default="auto"
                 rec["label_excess_z"], rec["label_tail_counts"] = self._label_excess(
                     it, model, X[keep], y[keep], self._folds[keep], self._gram.rows(keep))
         if eval_set is not None:
-            rec["eval_accuracy"] = float(model.score(*eval_set))
+            # model.score's value without scikit-learn's validation of the labels every time
+            rec["eval_accuracy"] = float(np.mean(model.predict(eval_set[0]) == eval_set[1]))
         if val_set is not None:
-            rec["val_accuracy"] = float(model.score(*val_set))
+            rec["val_accuracy"] = float(np.mean(model.predict(val_set[0]) == val_set[1]))
         if contam is not None:
             rec["contaminants_removed"] = int(np.sum(contam & ~keep & self._pool))
         return rec, fitted

@@ -286,9 +286,11 @@ def _calibrated(z: np.ndarray, size: np.ndarray) -> int | None:
     has a median at or below the null median: the excess has fallen to what calibrated
     labels give. Iterations with z = NaN (not evaluated) are skipped."""
     evaluated = np.nonzero(np.isfinite(z))[0]
-    excess = excess_over_null(z, size)[evaluated]
-    for j in range(1, evaluated.size - 1):
-        if evaluated[j] >= 1 and np.median(excess[j - 1 : j + 2]) <= 0.0:
+    excess = excess_over_null(z, size)[evaluated].tolist()
+    for j in range(1, len(excess) - 1):
+        # the middle one of three finite values: np.median's value, without its overhead
+        # (the rule reads the whole history at every iteration)
+        if evaluated[j] >= 1 and sorted(excess[j - 1 : j + 2])[1] <= 0.0:
             return int(evaluated[j])
     return None
 
@@ -413,16 +415,22 @@ def auto_fallback(excess_z, variance, size, detect: float = 3.0,
     return int(auto_decision(excess_z, variance, size, detect, ratio, final=True).iteration)
 
 
-def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
-    """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`)."""
+def choose_iteration(history: pd.DataFrame | list[dict], rule: str, **params) -> int | None:
+    """Apply ``rule`` to a purification history (see :class:`~divpred.Purifier`): its
+    DataFrame, or its rows as a list of dicts (the running purification's records; the auto
+    rule then reads its three columns from them without building a DataFrame of the whole
+    history at every iteration)."""
     if rule == "none":
         return None
     if rule == "auto":
-        if "label_excess_z" not in history:
+        columns = history if isinstance(history, pd.DataFrame) else (history or [{}])[0]
+        if "label_excess_z" not in columns:
             raise ValueError("the auto rule needs the label_excess_z column of the history")
-        return auto_rule(history["label_excess_z"].to_numpy(), history["variance"].to_numpy(),
-                         history["size"].to_numpy(), params.get("detect", 3.0),
+        z, variance, size = (_column(history, c) for c in ("label_excess_z", "variance", "size"))
+        return auto_rule(z, variance, size, params.get("detect", 3.0),
                          params.get("ratio", 1.0 / 3.0))
+    if not isinstance(history, pd.DataFrame):
+        history = pd.DataFrame.from_records(history)
     if rule == "relative":
         return relative_change_rule(history["variance"].to_numpy(), params.get("tol", 1e-2))
     if rule == "knee":
@@ -442,3 +450,10 @@ def choose_iteration(history: pd.DataFrame, rule: str, **params) -> int | None:
             params.get("threshold", 0.5), params.get("min_points", 20),
         )
     raise ValueError(f"stop must be one of {STOP_RULES}; got {rule!r}")
+
+
+def _column(history: pd.DataFrame | list[dict], name: str) -> np.ndarray:
+    """One column of a history given as a DataFrame or as its list of rows."""
+    if isinstance(history, pd.DataFrame):
+        return history[name].to_numpy()
+    return np.array([row[name] for row in history])

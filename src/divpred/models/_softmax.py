@@ -144,8 +144,13 @@ def hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return np.einsum("nc,ca,cb->nab", P, Q, Q, optimize=True) - QP[:, :, None] * QP[:, None, :]
 
 
+@functools.lru_cache(maxsize=32)
 def _upper_pairs(B: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(B)
+    """``np.triu_indices(B)``, computed once per B (it is asked for at every Hessian build;
+    read-only, as every caller shares the arrays)."""
+    ia, ib = np.triu_indices(B)
+    ia.flags.writeable = ib.flags.writeable = False
+    return ia, ib
 
 
 def _upper_hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
