@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from divpred import MultinomialLogit
-from divpred._fast2 import _removal_sums
 from divpred._state import FittedState
 from divpred.models import _softmax as sm
 
@@ -46,8 +45,10 @@ def test_pair_products_only_where_they_pay():
     Xa = sm.augment(np.ones((50, 4)))
     assert sm.pair_products(Xa, 6) is None  # C = 4: few blocks, the per-block GEMMs win
     assert sm.pair_products(Xa, 10).shape == (50, 15)
+    assert sm.design_pairs(Xa).shape == (50, 15)  # the quadratic forms gain for any B
     big = np.ones((sm._PAIR_BYTES // (8 * 15) + 1, 5))
     assert sm.pair_products(big, 10) is None  # over the memory budget
+    assert sm.design_pairs(big) is None
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -79,28 +80,39 @@ def explicit_removal_sums(Kt, V_all, Gamma):
     return s1, s2
 
 
-@pytest.mark.parametrize("n,d,C", [(40, 3, 4), (30, 6, 3), (25, 4, 2)])
-def test_fast2_removal_sums_equal_explicit_matrices(n, d, C):
-    X, y = make_classification(n, d, C, seed=n)
+@pytest.mark.parametrize("n,d,C,outlier", [(40, 3, 4, False), (40, 3, 4, True),
+                                           (30, 6, 3, False), (25, 4, 2, False),
+                                           (30, 20, 3, True)])
+def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monkeypatch):
+    """fast2's V_{-z} at fixed parameters (the rows t_{z,i} only in e, everything else B x B
+    quadratic forms with z taken out by rank-one corrections) against, for every z, the
+    explicit m x m Hessian sum_{i != z} W'_i (x) xa_i xa_i^T / (n - 1) + mu I and the n x n
+    matrix K^(z) of the kept rows; with and without the design's pair products, with a
+    high-leverage point (the rank-one corrections cancel most of A_z) and with n < m."""
+    from divpred._fast2_primal import primal_fixed_part
+
+    X, y = make_classification(n, d, C, seed=n + d)
+    if outlier:
+        X[3] *= 25.0
     model = MultinomialLogit(alpha=1e-2).fit(X, y)
-    st = FittedState.from_model(model, X, y)
-    B, D, m = st.B, st.D, st.m
-    rng = np.random.default_rng(n)
-    Ft = rng.normal(size=(n, m))  # any rows H~^{-1} g_i and any symmetric K~
-    Kt = rng.normal(size=(n, n))
-    Kt = Kt + Kt.T
-    T = np.einsum("zd,ibd->zib", st.Xa, Ft.reshape(n, B, D))
-    KT = np.einsum("ij,zjb->zib", Kt, T)
-    Bz = sm.psd_factor(st.W) / np.sqrt(n - 1.0)
-    Gamma = rng.normal(size=(n, B, B))
-    Gamma = Gamma + Gamma.transpose(0, 2, 1)
-    V_all = T @ Bz  # v_{z,i} = B_z^T H~^{-1} g_i
-    s1_exp, s2_exp = explicit_removal_sums(Kt, V_all, Gamma)
-    zs = np.arange(n)
-    s1, corr = _removal_sums(zs, (T.copy(), KT.copy()), Kt, np.diag(Kt).copy(), Bz, Gamma)
-    # _removal_sums returns the correction subtracted from S1 and added to S2
-    np.testing.assert_allclose(-s1, s1_exp, rtol=0, atol=1e-12 * np.abs(s1_exp).max())
-    np.testing.assert_allclose(corr, s2_exp, rtol=0, atol=1e-12 * np.abs(s2_exp).max())
+    st = FittedState.from_model(model, X, y, for_fast_scores=True)
+    assert not st.binary_dual
+    got = primal_fixed_part(st)
+    assert st.design_pairs is not None
+    monkeypatch.setattr(FittedState, "design_pairs", None)  # the per-block GEMM path
+    without_pairs = primal_fixed_part(FittedState.from_model(model, X, y, for_fast_scores=True))
+    G = st.G
+    h = [np.kron(st.W[i], np.outer(st.Xa[i], st.Xa[i])) for i in range(n)]
+    total = np.sum(h, axis=0)
+    expected = np.empty(n)
+    for z in range(n):
+        keep = np.arange(n) != z
+        H = (total - h[z]) / (n - 1.0) + st.mu * np.eye(st.m)
+        Kz = -G[keep] @ np.linalg.solve(H, G[keep].T)
+        expected[z] = Kz[~np.eye(n - 1, dtype=bool)].var()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(without_pairs, expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("n,d,C", [(200, 3, 4), (90, 5, 2), (300, 4, 6)])
@@ -123,7 +135,8 @@ def test_two_pass_variance_equals_explicit_influence_matrix(n, d, C, monkeypatch
     assert inf.influence_variance(model, X, y) == pytest.approx(expected, rel=1e-12, abs=0)
 
 
-def test_block_quadratic_forms_many_equal_explicit_forms():
+@pytest.mark.parametrize("with_pairs", [False, True])
+def test_block_quadratic_forms_many_equal_explicit_forms(with_pairs):
     rng = np.random.default_rng(5)
     B, D, n = 3, 6, 1100  # more rows than one block of sm._FORMS_ROWS, not a multiple of it
     Xa = rng.normal(size=(n, D))
@@ -131,7 +144,8 @@ def test_block_quadratic_forms_many_equal_explicit_forms():
     for _ in range(2):
         A = rng.normal(size=(B * D, B * D))
         Ms.append(A + A.T)
-    got = sm.block_quadratic_forms_many(Xa, Ms, B)
+    got = sm.block_quadratic_forms_many(Xa, Ms, B,
+                                        pairs=sm.design_pairs(Xa) if with_pairs else None)
     for M, q in zip(Ms, got, strict=True):
         for a in range(B):
             for b in range(B):

@@ -108,10 +108,12 @@ def score_row_stats(state, A2: np.ndarray, M: np.ndarray) -> ScoreRowStats:
     tA = np.empty((n, B))
     qw = np.empty(n)
     coef_h = np.empty((n, B))
+    pairs = state.design_pairs
     for sl in _chunks(n, state.chunk_rows):
         Xc = state.Xa[sl]
         # both matrices' quadratic forms in one GEMM of the D-wide block; no block of G
-        QdA2, Qd = sm.block_quadratic_forms_many(Xc, [A2, M], B)
+        QdA2, Qd = sm.block_quadratic_forms_many(Xc, [A2, M], B,
+                                                 pairs=None if pairs is None else pairs[sl])
         tAc = sm.contract_forms(QdA2, state.R[sl])
         s[sl] = np.einsum("ia,ia->i", state.R[sl], tAc)
         tA[sl] = tAc

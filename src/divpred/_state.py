@@ -138,6 +138,12 @@ class FittedState:
         return gradient_row_stats(self, with_dgram=self.for_fast_scores and not self.binary_dual)
 
     @cached_property
+    def design_pairs(self) -> np.ndarray | None:
+        """xa_ik xa_il for k <= l, (n, D (D + 1) / 2), for the quadratic forms of the fast
+        scores (:func:`~divpred.models._softmax.design_pairs`; None over its budget)."""
+        return sm.design_pairs(self.Xa)
+
+    @cached_property
     def HinvS(self) -> np.ndarray:
         """H^{-1} S with S = G^T G, (m, m): V (the record) and the fast scores share it."""
         return self.Hinv @ self.row_stats.S

@@ -40,8 +40,9 @@ K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}, v_{z,i} = B_z^T H~^{-1} g_i,
 Gamma_z = (I - B_z^T H~^{-1} B_z)^{-1}; the sums over i != j (i, j != z) follow from
 1^T K~ 1, ||K~||_F^2, K~ V_z and V_z^T V_z. The model shift is added to first order with z's own
 gradient and Hessian terms removed: shift(z) = c^T Delta_z + 2 (W'_z U_z xa_z) . s_z
-- (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n^3 B); memory one
-n x n matrix plus blocks of candidate rows (:mod:`divpred._fast2`).
+- (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n m^2 + m^3) in
+the primal form, memory O(n m) plus blocks of candidate rows (:mod:`divpred._fast2_primal`);
+the binary dual form holds one n x n matrix (:mod:`divpred._fast2`).
 
 ``"fast"`` picks fast1 when n >= ``FAST1_MIN_RATIO`` m (the first-order expansion in 1/n is then
 accurate: Spearman >= 0.97 with exact on the paper's SD data) or when n > ``FAST2_MAX_N`` (the
@@ -67,7 +68,7 @@ __all__ = ["DELTA_METHODS", "delta_scores"]
 
 FAST_METHODS = ("fast", "fast1", "fast2")
 FAST1_MIN_RATIO = 5.0
-FAST2_MAX_N = 4000  # n^2 (C-1) doubles for K~ V: 4000^2 * 3 * 8 B = 384 MB
+FAST2_MAX_N = 4000  # set for the former n x n path (K~ V: 4000^2 * 3 * 8 B = 384 MB)
 _CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
 
 

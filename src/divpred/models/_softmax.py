@@ -228,8 +228,14 @@ def pair_products(Xa: np.ndarray, n_blocks: int) -> np.ndarray | None:
     :func:`data_hessian`); None when there are fewer than ``_PAIR_MIN_BLOCKS`` weighted blocks
     or the array would exceed ``_PAIR_BYTES``.
     """
+    return design_pairs(Xa) if n_blocks >= _PAIR_MIN_BLOCKS else None
+
+
+def design_pairs(Xa: np.ndarray) -> np.ndarray | None:
+    """:func:`pair_products` for any number of blocks (the quadratic forms of
+    :func:`block_quadratic_forms_many` gain for every B); None over ``_PAIR_BYTES``."""
     n, D = Xa.shape
-    if n_blocks < _PAIR_MIN_BLOCKS or 8 * n * D * (D + 1) // 2 > _PAIR_BYTES:
+    if 8 * n * D * (D + 1) // 2 > _PAIR_BYTES:
         return None
     iu, ju = np.triu_indices(D)
     return Xa[:, iu] * Xa[:, ju]
@@ -327,20 +333,36 @@ def block_quadratic_forms(Xa: np.ndarray, M: np.ndarray, B: int) -> np.ndarray:
     return block_quadratic_forms_many(Xa, [M], B)[0]
 
 
-def block_quadratic_forms_many(Xa: np.ndarray, Ms, B: int) -> list[np.ndarray]:
-    """:func:`block_quadratic_forms` of several symmetric matrices in one GEMM."""
+def block_quadratic_forms_many(
+    Xa: np.ndarray, Ms, B: int, *, pairs: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """:func:`block_quadratic_forms` of several symmetric matrices in one GEMM.
+
+    ``pairs``: :func:`design_pairs` of ``Xa`` when the caller has them. Then
+    xa^T M_ab xa = sum_{k <= l} xa_k xa_l (M_ab + M_ab^T)_kl (halved on the diagonal), one GEMM
+    of the (n, D (D + 1) / 2) products by these upper triangles: half the multiplications, in
+    one long BLAS call (digits, D = 65: about 3x faster).
+    """
     n, D = Xa.shape
     ia, ib = _upper_pairs(B)
     K = ia.size
-    stacked = np.hstack([M[a * D : (a + 1) * D, b * D : (b + 1) * D]
-                         for M in Ms for a, b in zip(ia, ib, strict=True)])
-    upper = np.empty((n, len(Ms) * K))
-    for start in range(0, n, _FORMS_ROWS):
-        Xb = Xa[start : start + _FORMS_ROWS]
-        # rows of (Xb @ stacked) dotted with xa_i as a batched product: with blocks of 512 rows
-        # the n x (K D) product stays in cache (about 2x faster than one einsum over 8192 rows)
-        Z = (Xb @ stacked).reshape(Xb.shape[0], len(Ms) * K, D)
-        upper[start : start + _FORMS_ROWS] = (Z @ Xb[:, :, None])[:, :, 0]
+    blocks = [M[a * D : (a + 1) * D, b * D : (b + 1) * D]
+              for M in Ms for a, b in zip(ia, ib, strict=True)]
+    if pairs is not None:
+        iu, ju = np.triu_indices(D)
+        halve = np.where(iu == ju, 0.5, 1.0)
+        coef = np.stack([(blk[iu, ju] + blk[ju, iu]) * halve for blk in blocks], axis=1)
+        upper = pairs @ coef
+    else:
+        stacked = np.hstack(blocks)
+        upper = np.empty((n, len(Ms) * K))
+        for start in range(0, n, _FORMS_ROWS):
+            Xb = Xa[start : start + _FORMS_ROWS]
+            # rows of (Xb @ stacked) dotted with xa_i as a batched product: with blocks of 512
+            # rows the n x (K D) product stays in cache (about 2x faster than one einsum over
+            # 8192 rows)
+            Z = (Xb @ stacked).reshape(Xb.shape[0], len(Ms) * K, D)
+            upper[start : start + _FORMS_ROWS] = (Z @ Xb[:, :, None])[:, :, 0]
     out = []
     for j in range(len(Ms)):
         q = np.empty((n, B, B))
