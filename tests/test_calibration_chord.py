@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import divpred._fold_newton as fold_newton
 import divpred.calibration as cal
 from divpred import MultinomialLogit
 from divpred.calibration import crossfit_folds, crossfit_probabilities, label_excess_z
@@ -28,6 +29,22 @@ def _wide_binary():
     return X, (X[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int)
 
 
+def _small_binary():
+    """Few rows and features, 20% of the labels flipped: the folds take exact Newton steps."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 8))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    return X, flip_labels(y, 0.2, random_state=0)[0]
+
+
+def _small_three_class():
+    """Three classes (two reduced blocks), few features: exact Newton steps too."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 5))
+    y = np.argmax(X[:, :3] + 0.7 * rng.normal(size=(120, 3)), axis=1)
+    return X, y
+
+
 def _cold_fold_probabilities(model, X, y, fold, classes):
     """Each fold's model fitted from theta = 0 by Newton: no warm start, no chord."""
     P = np.zeros((X.shape[0], classes.size))
@@ -46,7 +63,8 @@ def _bound(model, X):
     return np.sqrt(m) * model.tol * xa / model.alpha
 
 
-@pytest.mark.parametrize("data", [_digits_noisy, _sd_four_letters, _wide_binary])
+@pytest.mark.parametrize("data", [_digits_noisy, _sd_four_letters, _wide_binary,
+                                  _small_binary, _small_three_class])
 def test_chord_probabilities_match_cold_refits(data, monkeypatch):
     X, y = data()
     model = MultinomialLogit(alpha=1e-3).fit(X, y)
@@ -108,7 +126,7 @@ def test_newton_fold_refit_equals_the_model_refit():
     np.testing.assert_array_equal(direct, expected)
 
 
-@pytest.mark.parametrize("data", [_sd_four_letters, _wide_binary])
+@pytest.mark.parametrize("data", [_sd_four_letters, _wide_binary, _small_binary])
 def test_fold_starts_give_the_same_probabilities(data):
     """Warm starts from earlier fold solutions (what a Purifier passes from its previous
     iteration) reach the same minimisers: within the tol bound of the cold refits, the same
@@ -133,3 +151,58 @@ def test_fold_starts_give_the_same_probabilities(data):
     yidx = np.searchsorted(classes, yk)
     assert (label_excess_z(cal.pit_given_uniforms(warm, yidx, u))
             == label_excess_z(cal.pit_given_uniforms(exact, yidx, u)))
+
+
+@pytest.mark.parametrize("data, newton", [(_small_binary, True), (_small_three_class, True),
+                                          (_sd_four_letters, False), (_digits_noisy, False)])
+def test_small_folds_take_exact_newton_steps(data, newton, monkeypatch):
+    """Which solver serves the folds: Newton where its Hessians are cheap (n D^2 K at most
+    NEWTON_MAX_WORK), the quasi-Newton chord elsewhere; forcing the chord on the small sets
+    gives the same probabilities within the tol bound and the same statistic."""
+    X, y = data()
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    fold = crossfit_folds(y, 0)
+    classes = np.unique(y)
+    calls = {"newton": 0, "chord": 0}
+    for name, key in (("newton_minimise", "newton"), ("_chord_minimise", "chord")):
+        module = fold_newton if key == "newton" else cal
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _r=real, _k=key, **kw: (
+            calls.__setitem__(_k, calls[_k] + 1), _r(*a, **kw))[1])
+    P = crossfit_probabilities(model, X, y, fold, classes)
+    assert calls == ({"newton": 5, "chord": 0} if newton else {"newton": 0, "chord": 5})
+    if not newton:
+        return
+    monkeypatch.setattr(fold_newton, "NEWTON_MAX_WORK", 0)
+    chord = crossfit_probabilities(model, X, y, fold, classes)
+    assert calls["chord"] == 5
+    assert np.abs(P - chord).max() <= min(2 * _bound(model, X), 1e-6)
+    u = np.random.default_rng(3).random(X.shape[0])
+    yidx = np.searchsorted(classes, y)
+    assert (label_excess_z(cal.pit_given_uniforms(P, yidx, u))
+            == label_excess_z(cal.pit_given_uniforms(chord, yidx, u)))
+
+
+@pytest.mark.parametrize("data", [_small_binary, _small_three_class])
+def test_newton_minimise_reaches_tol_at_the_model_minimiser(data):
+    """From theta = 0 the Newton steps stop at max |grad| <= tol (checked on the objective
+    computed independently, in the full C x D coordinates) and at the minimiser of the
+    model's own Newton fit, within the strong-convexity bound 2 sqrt(m) tol / alpha."""
+    X, y = data()
+    alpha, tol = 1e-3, 1e-10
+    classes, yidx = np.unique(y, return_inverse=True)
+    C = classes.size
+    Xa, Q = augment(X), contrast_basis(C)
+    phi, converged = fold_newton.newton_minimise(np.zeros((C - 1, Xa.shape[1])), Xa, yidx, Q,
+                                                 alpha, tol, 100)
+    assert converged
+    theta = Q @ phi.reshape(C - 1, -1)
+    Z = Xa @ theta.T
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    P[np.arange(y.size), yidx] -= 1.0
+    grad_full = P.T @ Xa / y.size + alpha * theta  # (C, D); reduced gradient = Q^T grad_full
+    assert np.max(np.abs(Q.T @ grad_full)) <= tol
+    ref = MultinomialLogit(alpha=alpha, tol=tol).fit(X, y)
+    m = (C - 1) * Xa.shape[1]
+    assert np.linalg.norm(Q.T @ (theta - ref.theta_)) <= 2 * np.sqrt(m) * tol / alpha

@@ -175,6 +175,7 @@ def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
 def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, starts):
     """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring); ``starts`` is
     its ``fold_starts`` (a dict, updated)."""
+    from ._fold_newton import newton_applies, newton_minimise
     from .models import _softmax as sm
 
     Xa = sm.augment(np.asarray(X, dtype=np.float64))
@@ -186,24 +187,30 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
     alpha, tol = float(model.alpha), float(model.tol)
     cols = np.searchsorted(classes, model.classes_)
     with sm._single_threaded_blas():
-        P0 = sm.probabilities(Xa, model.theta_)
-        W = sm.hessian_weights(P0, Q)  # (N, B, B) at phi
         in_fold = [fold == f for f in folds]
         primal = [np.count_nonzero(~rows) * B >= m for rows in in_fold]
+        # few rows and parameters: exact Newton steps are cheaper than quasi-Newton ones
+        newton = [use and newton_applies(np.count_nonzero(~rows), D, B)
+                  for rows, use in zip(in_fold, primal, strict=True)]
         total = None
         fold_sums = {}
-        if any(primal):
+        if any(p and not nt for p, nt in zip(primal, newton, strict=True)):
             # sum_i h_i(phi) per fold: one pass over the rows in all
+            W = sm.hessian_weights(sm.probabilities(Xa, model.theta_), Q)  # (N, B, B) at phi
             for f, rows in zip(folds, in_fold, strict=True):
                 fold_sums[f] = sm.weighted_block_gram(Xa[rows], W[rows])
             total = sum(fold_sums.values())
-        for f, rows, use_primal in zip(folds, in_fold, primal, strict=True):
+        for f, rows, use_primal, use_newton in zip(folds, in_fold, primal, newton, strict=True):
             train = ~rows
             start = starts.get(f)
             if start is None or start.shape != model.theta_.shape:
                 start = model.theta_
             theta = None
-            if use_primal:
+            if use_newton:
+                phi, converged = newton_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,
+                                                 tol, CHORD_MAX_STEPS)
+                theta = Q @ phi.reshape(B, D)
+            elif use_primal:
                 H = (total - fold_sums[f]) / np.count_nonzero(train)
                 H[np.diag_indices_from(H)] += alpha
                 phi, converged = _chord_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,6 +35,7 @@ _GRAM_BUFFER_BYTES = 2**20
 _GRAM_MIN_ROWS, _GRAM_MAX_ROWS = 512, 2048
 
 _BLAS_CONTROLLER = None
+_BLAS_LIMITED = threading.local()  # .depth: this thread's open _single_threaded_blas blocks
 
 
 @contextlib.contextmanager
@@ -43,14 +45,29 @@ def _single_threaded_blas() -> Iterator[None]:
     The chunked loops here are many GEMMs with one small dimension (d + 1 or m). On the 2-core
     machine this was measured on, threaded OpenBLAS gained at most 1.5x on such calls when the
     machine was idle and was 5-30x slower than one thread when another process used a core.
+    A block nested in another of the same thread changes nothing (the limit is already 1 and
+    the outer block restores it): it skips threadpoolctl, whose limit queries every loaded
+    library (about 0.1 ms, paid by every Hessian of a small refit).
     """
     global _BLAS_CONTROLLER
+    depth = getattr(_BLAS_LIMITED, "depth", 0)
+    if depth:
+        _BLAS_LIMITED.depth = depth + 1
+        try:
+            yield
+        finally:
+            _BLAS_LIMITED.depth = depth
+        return
     if _BLAS_CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
         _BLAS_CONTROLLER = ThreadpoolController()
     with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
-        yield
+        _BLAS_LIMITED.depth = 1
+        try:
+            yield
+        finally:
+            _BLAS_LIMITED.depth = 0
 
 
 def augment(X: np.ndarray) -> np.ndarray:
@@ -168,7 +185,7 @@ def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -
     """
     n, D = Xa.shape
     K = Wu.shape[1]
-    block = int(np.clip(_GRAM_BUFFER_BYTES // (8 * K * D), _GRAM_MIN_ROWS, _GRAM_MAX_ROWS))
+    block = min(max(_GRAM_BUFFER_BYTES // (8 * K * D), _GRAM_MIN_ROWS), _GRAM_MAX_ROWS)
     if out is None and n <= block:  # one block: no buffers to set up
         return Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, K * D)
     if out is None:

@@ -341,7 +341,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         n, D = Xa.shape
         if gram is None:
             H = sm.data_hessian(Xa, theta, Q, weights=w, pairs=pairs) / n
-            H[np.diag_indices_from(H)] += self.alpha
+            H.flat[:: H.shape[0] + 1] += self.alpha  # the diagonal (no index arrays built)
             return _psd_solve(H, grad)
         B = Q.shape[1]
         Wr = sm.hessian_weights(sm.probabilities(Xa, theta), Q) / n  # (n, B, B)
