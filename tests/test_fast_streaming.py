@@ -96,14 +96,14 @@ def test_fast1_holds_no_n_by_m_array(monkeypatch):
 
 
 def test_fast2_holds_few_n_by_n_arrays(monkeypatch):
-    """Chunked over candidates, fast2 keeps K~ and blocks of rows, not about 4 B + 2 whole
-    n x n matrices; the scores do not depend on the block size."""
-    import divpred._fast2
+    """Chunked over candidates, fast2's primal form keeps blocks of rows, not about 4 B + 2
+    whole n x n matrices; the scores do not depend on the block size."""
+    import divpred._fast2_primal
 
     X, y = make_classification(1200, 5, 4, seed=6)
     model = MultinomialLogit(alpha=1e-3).fit(X, y)
     whole = delta_scores(model, X, y, "fast2")
-    monkeypatch.setattr(divpred._fast2, "_BLOCK_BYTES", 2**20)  # about 10 candidates a block
+    monkeypatch.setattr(divpred._fast2_primal, "_BLOCK_BYTES", 2**20)  # about 10 candidates
     tracemalloc.start()
     try:
         blocked = delta_scores(model, X, y, "fast2")

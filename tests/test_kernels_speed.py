@@ -160,30 +160,10 @@ def test_block_quadratic_forms_many_equal_explicit_forms(with_pairs):
                                atol=1e-12 * np.abs(expected).max())
 
 
-def test_fast2_binary_removal_sums_equal_explicit_matrices():
-    """The B = 1 kernel (elementwise over candidates) against explicit n x n matrices."""
-    from divpred._fast2 import _removal_sums_binary
-
-    n = 30
-    X, y = make_classification(n, 4, 2, seed=3)
-    st = FittedState.from_model(MultinomialLogit(alpha=1e-2).fit(X, y), X, y)
-    rng = np.random.default_rng(7)
-    T = rng.normal(size=(n, n))  # any rows xa_z . H~^{-1} g_i and any symmetric K~
-    Kt = rng.normal(size=(n, n))
-    Kt = Kt + Kt.T
-    KT = T @ Kt
-    bz = np.sqrt(st.W[:, 0, 0]) / np.sqrt(n - 1.0)
-    gamma = rng.normal(size=n)
-    s1_exp, s2_exp = explicit_removal_sums(Kt, (T * bz[:, None])[:, :, None],
-                                           gamma[:, None, None])
-    zs = np.arange(n)
-    s1, corr = _removal_sums_binary(zs, T, KT, Kt, np.diag(Kt).copy(), bz, gamma)
-    np.testing.assert_allclose(-s1, s1_exp, rtol=0, atol=1e-12 * np.abs(s1_exp).max())
-    np.testing.assert_allclose(corr, s2_exp, rtol=0, atol=1e-12 * np.abs(s2_exp).max())
-
-
-def _binary_dual_state(n=24, d=40, seed=11):
+def _binary_dual_state(n=24, d=40, seed=11, outlier=False):
     X, y = make_classification(n, d, 2, seed=seed)
+    if outlier:  # a high-leverage point: its Woodbury correction dominates its own sums
+        X[3] *= 25.0
     model = MultinomialLogit(alpha=1e-2, damping=0.01).fit(X, y)
     st = FittedState.from_model(model, X, y, for_fast_scores=True)
     assert st.binary_dual
@@ -232,18 +212,20 @@ def test_dual_first_order_terms_equal_explicit_matrices():
                                    atol=1e-12 * np.abs(value).max(), err_msg=key)
 
 
-def test_binary_dual_fast2_fixed_part_equals_explicit_matrices(monkeypatch):
-    """fast2's V_{-z} at fixed parameters on the binary dual path (K~ A1 as A1 A1^T R, the
-    B = 1 removal sums) against one explicit n x n influence matrix per candidate."""
+@pytest.mark.parametrize("n,d,seed,outlier", [(24, 40, 11, False), (24, 40, 11, True),
+                                              (35, 60, 4, False), (35, 60, 4, True)])
+def test_binary_dual_fast2_fixed_part_equals_explicit_matrices(n, d, seed, outlier):
+    """fast2's V_{-z} at fixed parameters on the binary dual path (_fast2_dual: KT as
+    -(T T^T) R, the removal sums from row reductions with K~_zi = -r_z T_zi) against one
+    explicit n x n influence matrix per candidate, also with a high-leverage point."""
     from divpred import scores as scores_module
     from divpred._fast2 import fast2_fixed_and_shift
 
-    model, X, y, st = _binary_dual_state()
+    model, X, y, st = _binary_dual_state(n, d, seed, outlier)
     f = scores_module._first_order_terms_dual(st)
     for key in ("shift", "s_vec"):  # no model shift: the fixed-parameter part alone
         f[key] = np.zeros_like(f[key])
     got = fast2_fixed_and_shift(st, f)
-    n = st.n
     G = st.R[:, 0][:, None] * st.Xa
     w = st.W[:, 0, 0]
     expected = np.empty(n)

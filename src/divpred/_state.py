@@ -157,7 +157,8 @@ class FittedState:
     def self_influence(self) -> np.ndarray:
         """d'_i = g_i^T H^{-1} g_i = -K_ii, (n,)."""
         if self.binary_dual:
-            return -np.diag(self.K_dual)
+            r = self.R[:, 0]
+            return r * np.diag(self.Mx_dual) * r
         return self.row_stats.dprime
 
     @cached_property
@@ -176,19 +177,20 @@ class FittedState:
         return self.B == 1 and self.n < self.D and self.mu > 0
 
     @cached_property
-    def K_dual(self) -> np.ndarray:
-        """Influence matrix K = -(r r^T) o Mx of a binary model (see ``binary_dual``), (n, n)."""
-        r = self.R[:, 0]
-        return -(r[:, None] * self.Mx_dual * r[None, :])
+    def A1_dual(self) -> np.ndarray:
+        """A1 = Mx R of a binary model (see ``binary_dual``), A1_ij = xa_i^T H^{-1} g_j, so
+        that the influence matrix is K = -R A1, R = diag(r); (n, n)."""
+        return self.Mx_dual * self.R[:, 0][None, :]
 
     @cached_property
     def pair_sums(self) -> tuple[float, float]:
         """S1 = sum_{i != j} K_ij and S2 = sum_{i != j} K_ij^2, without an n x n matrix unless
         ``binary_dual`` makes it the cheaper form."""
-        if self.binary_dual:
-            K = self.K_dual
-            diag = np.diag(K)
-            return float(K.sum() - diag.sum()), float(np.sum(K * K) - np.sum(diag**2))
+        if self.binary_dual:  # K_ij = -r_i A1_ij: its sums from two row reductions of A1
+            r, A1, d = self.R[:, 0], self.A1_dual, self.self_influence
+            S1 = -(r @ A1.sum(axis=1)) + d.sum()
+            S2 = (r * r) @ np.einsum("ij,ij->i", A1, A1) - d @ d
+            return float(S1), float(S2)
         d = self.self_influence
         HinvS = self.HinvS
         S1 = -self.col @ (self.Hinv @ self.col) + d.sum()
@@ -224,15 +226,18 @@ def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
     Push-through identity with U = diag(sqrt(omega)):
     (Gm - Gm U (mu I + U Gm U)^{-1} U Gm) / mu; one n x n Cholesky L, one triangular solve
     Z = L^{-1} U Gm and one symmetric product Z^T Z (SYRK: the result is exactly symmetric),
-    no D x D work.
+    no D x D work. LAPACK/BLAS are called on the Fortran views of the C-ordered n x n arrays
+    (F^T for the symmetric F, (U Gm)^T = Gm U solved from the right: Z^T L^T = Gm U), so
+    nothing n x n is copied into Fortran order (at n = 600 the copies and the left-side solve
+    cost a third of the whole).
     """
     u = np.sqrt(np.clip(omega, 0.0, None))
-    T = u[:, None] * Gm  # U Gm
+    T = Gm * u[:, None]  # U Gm, C order
     F = T * u[None, :]
-    F[np.diag_indices_from(F)] += mu
-    L = linalg.cholesky(F, lower=True, overwrite_a=True, check_finite=False)
-    Z = linalg.solve_triangular(L, T, lower=True, overwrite_b=True, check_finite=False)
-    M = Z.T @ Z
+    F.flat[:: F.shape[0] + 1] += mu
+    L = sm.cholesky_lower_inplace(F)
+    Zt = linalg.blas.dtrsm(1.0, L, T.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+    M = Zt @ Zt.T  # Z^T Z, Z = Zt^T
     np.subtract(Gm, M, out=M)
     M /= mu
     return M

@@ -442,7 +442,7 @@ def _first_order_terms_dual(state: FittedState) -> dict:
     S1, S2 = state.pair_sums
     N = n * (n - 1.0)
     s1n = S1 / N
-    A1 = Mx * r[None, :]  # xa_i^T H^{-1} g_j
+    A1 = state.A1_dual  # xa_i^T H^{-1} g_j
     A1sq = A1 * A1
     a1sq_rows = A1sq.sum(axis=1)
     Mr = A1.sum(axis=1)  # (Mx r)_i

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+from scipy import linalg
 
 DEFAULT_CHUNK = 8192  # rows per block in chunked loops: keeps blocks of G well under 100 MB
 # Rows per GEMM in the weighted Gram: the stacked weighted copies of a block (rows x K D
@@ -411,6 +412,18 @@ def hessian_shift_coefficients(P: np.ndarray, Q: np.ndarray, Qd: np.ndarray) -> 
     v = np.einsum("ncc->nc", Z) - 2.0 * np.einsum("nce,ne->nc", Z, P)
     Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
     return Wv @ Q
+
+
+def cholesky_lower_inplace(F: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of the symmetric positive definite C-ordered ``F``, (n, n),
+    computed in F's memory (LAPACK potrf on the Fortran array F^T, equal to F but for
+    rounding: its lower triangle is F's upper one), so nothing n x n is copied; only the
+    lower triangle of the result is the factor. LinAlgError when F is not positive definite,
+    as ``scipy.linalg.cholesky``."""
+    L, info = linalg.lapack.dpotrf(F.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        raise linalg.LinAlgError(f"{info}-th leading minor not positive definite")
+    return L
 
 
 def psd_factor(W: np.ndarray) -> np.ndarray:

@@ -356,10 +356,13 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             U = evecs * np.sqrt(np.clip(evals, 0.0, None))[:, None, :]  # (n, B, B)
             F = np.einsum("ica,ij,jcb->iajb", U, gram, U, optimize=True).reshape(n * B, n * B)
         UtJv = np.einsum("nca,nc->na", U, Xa @ grad.reshape(B, D).T)  # (n, B)
-        F[np.diag_indices_from(F)] += self.alpha
-        y = linalg.cho_solve(
-            linalg.cho_factor(F, lower=True, check_finite=False), UtJv.ravel(), check_finite=False
-        ).reshape(n, B)
+        F.flat[:: n * B + 1] += self.alpha
+        if B == 1:  # factored in F's memory: no n x n copy into Fortran order
+            y = linalg.lapack.dpotrs(sm.cholesky_lower_inplace(F), UtJv, lower=1)[0]
+        else:
+            y = linalg.cho_solve(
+                linalg.cho_factor(F, lower=True, check_finite=False), UtJv.ravel(),
+                check_finite=False).reshape(n, B)
         back = (np.einsum("nab,nb->na", U, y).T @ Xa).ravel()  # J^T U y
         return (grad - back) / self.alpha
 
