@@ -180,7 +180,8 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
 
     Xa = sm.augment(np.asarray(X, dtype=np.float64))
     yidx = np.searchsorted(model.classes_, y)
-    C, D = model.theta_.shape
+    theta_fit = model.theta_  # (C, D): a property that stacks coef_ and intercept_ anew
+    C, D = theta_fit.shape
     Q = sm.contrast_basis(C)
     B = C - 1
     m = B * D
@@ -196,15 +197,15 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
         fold_sums = {}
         if any(p and not nt for p, nt in zip(primal, newton, strict=True)):
             # sum_i h_i(phi) per fold: one pass over the rows in all
-            W = sm.hessian_weights(sm.probabilities(Xa, model.theta_), Q)  # (N, B, B) at phi
+            W = sm.hessian_weights(sm.probabilities(Xa, theta_fit), Q)  # (N, B, B) at phi
             for f, rows in zip(folds, in_fold, strict=True):
                 fold_sums[f] = sm.weighted_block_gram(Xa[rows], W[rows])
             total = sum(fold_sums.values())
         for f, rows, use_primal, use_newton in zip(folds, in_fold, primal, newton, strict=True):
             train = ~rows
             start = starts.get(f)
-            if start is None or start.shape != model.theta_.shape:
-                start = model.theta_
+            if start is None or start.shape != theta_fit.shape:
+                start = theta_fit
             theta = None
             if use_newton:
                 phi, converged = newton_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,

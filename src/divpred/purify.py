@@ -395,7 +395,8 @@ default="auto"
             order.extend(int(i) for i in top)
             scores_removed.extend(float(v) for v in scores[ranked])
             it += 1
-            if base.get_params().get("solver") != "adam":
+            if getattr(model, "warm_start", None) is not True and (  # set once, not per refit
+                    base.get_params().get("solver") != "adam"):
                 model.set_params(warm_start=True)
             hint = downdated_data_hessian(fitted, ranked)
             fit_rows(model, X, y, keep, self._gram, hint)
@@ -503,7 +504,6 @@ default="auto"
                 rec["label_excess_z"], rec["label_tail_counts"] = self._label_excess(
                     it, model, X[keep], y[keep], self._folds[keep], self._gram.rows(keep))
         if eval_set is not None:
-            # model.score's value without scikit-learn's validation of the labels every time
             rec["eval_accuracy"] = float(np.mean(model.predict(eval_set[0]) == eval_set[1]))
         if val_set is not None:
             rec["val_accuracy"] = float(np.mean(model.predict(val_set[0]) == val_set[1]))
