@@ -269,3 +269,27 @@ def test_cli_purify_alpha_auto_and_number(tmp_path, capsys):
                          "--out", str(tmp_path / alpha), "-q"])
         assert code == 0
         assert (tmp_path / alpha / "keep_mask.npy").exists()
+
+
+@pytest.mark.parametrize("C, start", [(2, True), (3, True), (3, False)])
+def test_direct_newton_folds_give_the_plain_fits_losses_to_the_last_bit(C, start, monkeypatch):
+    """The cross-validated losses from Newton run on the folds' augmented designs equal those
+    of clone + fit + predict_proba on every fold (forced by switching the direct path off),
+    bit for bit, on every grid value; the direct path did serve the warm-started folds."""
+    import divpred.models._alpha as alpha_module
+
+    rng = np.random.default_rng(C)
+    X = rng.normal(size=(150, 4))
+    y = np.argmax(X[:, :C] + 0.8 * rng.normal(size=(150, C)), axis=1)
+    model = MultinomialLogit(alpha=REFERENCE_ALPHA)
+    first = model.fit(X, y) if start else None
+    served = []
+    real = alpha_module._DirectNewton.fit
+    monkeypatch.setattr(alpha_module._DirectNewton, "fit",
+                        lambda self, *a: served.append(real(self, *a)) or served[-1])
+    direct = alpha_module.cross_validated_log_loss(model, X, y, search="grid", start=first)
+    assert sum(f is not None for f in served) == 5 * (len(ALPHA_GRID) - (0 if start else 1))
+    monkeypatch.setattr(alpha_module._DirectNewton, "applies", staticmethod(lambda m, X: False))
+    plain = alpha_module.cross_validated_log_loss(model, X, y, search="grid", start=first)
+    np.testing.assert_array_equal(direct, plain)
+    assert np.all(np.isfinite(direct))

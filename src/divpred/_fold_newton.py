@@ -26,7 +26,7 @@ rounding below tol differs.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import LinAlgError
 
 from .models import _softmax as sm
 
@@ -84,10 +84,10 @@ def newton_minimise(phi0: np.ndarray, Xa: np.ndarray, yidx: np.ndarray, Q: np.nd
         upper = Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, -1)
         H = (upper if B == 1 else sm._assemble_blocks(upper, B)) / n
         H.flat[:: m + 1] += alpha
-        factor, info = lapack.dpotrf(H, lower=1, clean=0)
-        if info != 0:
+        try:
+            step = sm.cholesky_solve(sm.cholesky_factor(H), grad)
+        except LinAlgError:
             return phi, False
-        step = lapack.dpotrs(factor, grad, lower=1)[0]
         decrement = grad @ step
         t = 1.0
         while True:

@@ -305,15 +305,12 @@ def _two_loop(grad, pairs, solve):
 
 
 def _cholesky_solver(H: np.ndarray):
-    """v -> H^{-1} v by one Cholesky factor of H: LAPACK's potrf / potrs called directly,
-    the routines (and so the results) of ``scipy.linalg.cho_factor`` / ``cho_solve``
-    without their wrappers' checks (thousands of solves of a few dozen unknowns per run)."""
-    from scipy.linalg import LinAlgError, lapack
+    """v -> H^{-1} v by one Cholesky factor of H (LAPACK called directly: thousands of solves
+    of a few dozen unknowns per run)."""
+    from .models._softmax import cholesky_factor, cholesky_solve
 
-    factor, info = lapack.dpotrf(H, lower=1, clean=0)
-    if info != 0:
-        raise LinAlgError(f"{info}-th leading minor not positive definite")
-    return lambda v: lapack.dpotrs(factor, v, lower=1)[0]
+    factor = cholesky_factor(H)
+    return lambda v: cholesky_solve(factor, v)
 
 
 def label_pvalues(P: np.ndarray, yidx: np.ndarray, rng: np.random.Generator) -> np.ndarray:

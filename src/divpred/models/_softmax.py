@@ -414,6 +414,23 @@ def hessian_shift_coefficients(P: np.ndarray, Q: np.ndarray, Qd: np.ndarray) -> 
     return Wv @ Q
 
 
+def cholesky_factor(H: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.cho_factor(H, lower=True, check_finite=False)[0]`` for a symmetric
+    positive definite H, (m, m): the same LAPACK potrf call on the same array (so the same
+    factor, the upper triangle left as it was), without the wrapper's checks (which cost more
+    than the factorisation at m of a few dozen). LinAlgError when H is not positive definite."""
+    factor, info = linalg.lapack.dpotrf(H, lower=1, clean=0)
+    if info != 0:
+        raise linalg.LinAlgError(f"{info}-th leading minor not positive definite")
+    return factor
+
+
+def cholesky_solve(factor: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """H^{-1} b, b of shape (m,) or (m, k), from ``cholesky_factor(H)``: LAPACK potrs, as
+    ``scipy.linalg.cho_solve((factor, True), b, check_finite=False)``."""
+    return linalg.lapack.dpotrs(factor, b, lower=1)[0]
+
+
 def cholesky_lower_inplace(F: np.ndarray) -> np.ndarray:
     """The lower Cholesky factor of the symmetric positive definite C-ordered ``F``, (n, n),
     computed in F's memory (LAPACK potrf on the Fortran array F^T, equal to F but for

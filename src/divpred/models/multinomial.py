@@ -292,14 +292,14 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         only costs the steps it fails to take. ``f``, ``grad``: the objective at ``phi``."""
         H = H_near + self.alpha * np.eye(H_near.shape[0])
         try:
-            factor = linalg.cho_factor(H, lower=True, check_finite=False)
+            factor = sm.cholesky_factor(H)
         except linalg.LinAlgError:
             return phi
         gmax = np.max(np.abs(grad))
         for _ in range(_CHORD_MAX_STEPS):
             if gmax <= max(_CHORD_GTOL, 100 * self.tol):
                 break
-            cand = phi - linalg.cho_solve(factor, grad, check_finite=False)
+            cand = phi - sm.cholesky_solve(factor, grad)
             f_c, g_c, _ = self._reduced_objective(cand, Xa, yidx, Q, w)
             gmax_c = np.max(np.abs(g_c))
             if not (gmax_c <= 0.5 * gmax and f_c <= f + 1e-12 * max(1.0, abs(f))):
@@ -567,13 +567,17 @@ def _check_magnitude(X: np.ndarray) -> None:
 
 
 def _psd_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve H x = b for symmetric positive (semi)definite H, adding jitter if H is singular."""
+    """Solve H x = b for symmetric positive (semi)definite H, adding jitter if H is singular
+    (LAPACK called directly: the arithmetic of cho_factor / cho_solve, without their wrappers
+    at every Newton step; b is still checked to be finite, as cho_solve did)."""
+    if not np.all(np.isfinite(b)):
+        raise ValueError("array must not contain infs or NaNs")
     try:
-        return linalg.cho_solve(linalg.cho_factor(H, lower=True, check_finite=False), b)
+        return sm.cholesky_solve(sm.cholesky_factor(H), b)
     except linalg.LinAlgError:
         jitter = 1e-10 * max(np.trace(H) / H.shape[0], 1.0)
         H = H + jitter * np.eye(H.shape[0])
-        return linalg.cho_solve(linalg.cho_factor(H, lower=True, check_finite=False), b)
+        return sm.cholesky_solve(sm.cholesky_factor(H), b)
 
 
 def set_fitted_theta(model: MultinomialLogit, theta: np.ndarray, classes: np.ndarray) -> None:
