@@ -236,3 +236,12 @@ def test_binary_dual_fast2_fixed_part_equals_explicit_matrices(n, d, seed, outli
         Kz = -G[keep] @ np.linalg.solve(H, G[keep].T)
         expected[z] = Kz[~np.eye(n - 1, dtype=bool)].var()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_principal_submatrix_equals_fancy_index():
+    from divpred._refit import principal_submatrix
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(40, 40))
+    keep = rng.random(40) < 0.7
+    np.testing.assert_array_equal(principal_submatrix(A, keep), A[np.ix_(keep, keep)])

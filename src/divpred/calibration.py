@@ -123,6 +123,8 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
     if chord:
         return _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P,
                                     {} if fold_starts is None else fold_starts)
+    from ._refit import principal_submatrix
+
     for f in folds:
         train, test = fold != f, fold == f
         if np.unique(y[train]).shape[0] < 2:
@@ -130,7 +132,7 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
             P[np.ix_(test, np.searchsorted(classes, np.unique(y[train])))] = 1.0
             continue
         start = model.theta_ if hasattr(model, "coef_") else None
-        gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+        gram = None if input_gram is None else principal_submatrix(input_gram, train)
         refit = _refit(model, X[train], y[train], start, gram)
         cols = np.searchsorted(classes, refit.classes_)
         P[np.ix_(test, cols)] = refit.predict_proba(X[test])
@@ -176,6 +178,7 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
     """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring); ``starts`` is
     its ``fold_starts`` (a dict, updated)."""
     from ._fold_newton import newton_applies, newton_minimise
+    from ._refit import principal_submatrix
     from .models import _softmax as sm
 
     Xa = sm.augment(np.asarray(X, dtype=np.float64))
@@ -220,7 +223,7 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
             # Fewer rows than parameters: the model's dual Newton steps (one n x n Cholesky
             # each) beat many quasi-Newton steps there; a stalled chord is finished the same way.
             if theta is None or not converged:
-                gram = None if input_gram is None else input_gram[np.ix_(train, train)]
+                gram = None if input_gram is None else principal_submatrix(input_gram, train)
                 start = start if theta is None else theta
                 theta = _newton_refit(model, X, y, train, Xa, yidx, Q, start, gram)
             starts[f] = theta

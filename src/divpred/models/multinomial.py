@@ -348,23 +348,30 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         if w is not None:
             Wr = Wr * w[:, None, None]
         if B == 1:
-            U = np.sqrt(np.clip(Wr, 0.0, None))
-            F = gram * U[:, 0]  # U gram U without an n x n outer product
-            F *= U[:, 0, 0]
-        else:
-            evals, evecs = np.linalg.eigh(Wr)
-            U = evecs * np.sqrt(np.clip(evals, 0.0, None))[:, None, :]  # (n, B, B)
-            F = np.einsum("ica,ij,jcb->iajb", U, gram, U, optimize=True).reshape(n * B, n * B)
+            return self._binary_dual_direction(Xa, Wr[:, 0, 0], grad, gram)
+        evals, evecs = np.linalg.eigh(Wr)
+        U = evecs * np.sqrt(np.clip(evals, 0.0, None))[:, None, :]  # (n, B, B)
+        F = np.einsum("ica,ij,jcb->iajb", U, gram, U, optimize=True).reshape(n * B, n * B)
         UtJv = np.einsum("nca,nc->na", U, Xa @ grad.reshape(B, D).T)  # (n, B)
         F.flat[:: n * B + 1] += self.alpha
-        if B == 1:  # factored in F's memory: no n x n copy into Fortran order
-            y = linalg.lapack.dpotrs(sm.cholesky_lower_inplace(F), UtJv, lower=1)[0]
-        else:
-            y = linalg.cho_solve(
-                linalg.cho_factor(F, lower=True, check_finite=False), UtJv.ravel(),
-                check_finite=False).reshape(n, B)
+        y = linalg.cho_solve(
+            linalg.cho_factor(F, lower=True, check_finite=False), UtJv.ravel(),
+            check_finite=False).reshape(n, B)
         back = (np.einsum("nab,nb->na", U, y).T @ Xa).ravel()  # J^T U y
         return (grad - back) / self.alpha
+
+    def _binary_dual_direction(self, Xa, omega, grad, gram):
+        """:meth:`_newton_direction`'s dual form for two classes (B = 1): U = diag(u),
+        u_i = sqrt(omega_i), omega_i = w_i Q^T W_i Q / n, F = alpha I + U gram U (n x n) is
+        factored in its own memory (:func:`~divpred.models._softmax.cholesky_lower_inplace`:
+        no copy into Fortran order) and J v = Xa v."""
+        n = Xa.shape[0]
+        u = np.sqrt(np.clip(omega, 0.0, None))
+        F = gram * u[:, None]  # U gram U without an n x n outer product
+        F *= u[None, :]
+        F.flat[:: n + 1] += self.alpha
+        y = linalg.lapack.dpotrs(sm.cholesky_lower_inplace(F), u * (Xa @ grad), lower=1)[0]
+        return (grad - (u * y) @ Xa) / self.alpha
 
     def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None):
         n, D = Xa.shape
