@@ -293,19 +293,21 @@ def data_hessian(
     weights: np.ndarray | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     pairs: np.ndarray | None = None,
+    P: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sum over points of w_i h_i (not divided by n), shape (m, m), chunked over rows.
 
     ``pairs``: :func:`pair_products` of ``Xa`` when the caller has them (the same sum in one
-    GEMM, equal to rounding).
+    GEMM, equal to rounding). ``P``: the class probabilities at ``theta``, (n, C), when the
+    caller has them.
     """
     if pairs is not None:
-        Wu = _upper_hessian_weights(probabilities(Xa, theta), Q)
+        Wu = _upper_hessian_weights(probabilities(Xa, theta) if P is None else P, Q)
         if weights is not None:
             Wu *= weights[:, None]
         with _single_threaded_blas():
             return _gram_from_pairs(pairs, Wu, Xa.shape[1], Q.shape[1])
-    return _data_hessian(Xa, Q, theta=theta, weights=weights, chunk_size=chunk_size)
+    return _data_hessian(Xa, Q, theta=theta, P=P, weights=weights, chunk_size=chunk_size)
 
 
 def _data_hessian(

@@ -313,7 +313,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             losses = losses * w
         return losses.mean() + 0.5 * self.alpha * np.sum(theta * theta)
 
-    def _reduced_objective(self, phi_flat, Xa, yidx, Q, w, with_grad=True):
+    def _reduced_objective(self, phi_flat, Xa, yidx, Q, w, with_grad=True, with_probs=False):
+        """(f, grad f, theta) at ``phi_flat``, and the class probabilities (n, C) with
+        ``with_probs`` (a Newton step's Hessian needs them at the same point); f alone
+        without ``with_grad``."""
         n, D = Xa.shape
         phi = phi_flat.reshape(Q.shape[1], D)
         theta = Q @ phi
@@ -324,27 +327,33 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         f = losses.mean() + 0.5 * self.alpha * np.sum(phi * phi)
         if not with_grad:
             return f
-        R = sm.residuals(np.exp(logp), yidx)
+        P = np.exp(logp)
+        R = sm.residuals(P, yidx)
         if w is not None:
             R *= w[:, None]
         grad = (Q.T @ R.T @ Xa) / n + self.alpha * phi
+        if with_probs:
+            return f, grad.ravel(), theta, P
         return f, grad.ravel(), theta
 
-    def _newton_direction(self, Xa, theta, Q, w, grad, gram, pairs=None):
+    def _newton_direction(self, Xa, theta, Q, w, grad, gram, pairs=None, probs=None):
         """H^{-1} grad for the objective's Hessian H = (1/n) sum_i w_i h_i + alpha I.
 
         With ``gram`` (= Xa Xa^T, given when n (C-1) < m and alpha > 0) the dual form
         H^{-1} v = (v - J^T U F^{-1} U^T J v) / alpha, F = alpha I + U^T (gram (x) I) U,
         U_i U_i^T = w_i Q^T W_i Q / n, costs O((n B)^3) instead of O(n m^2 + m^3).
         ``pairs``: :func:`~divpred.models._softmax.pair_products` of ``Xa`` (primal form).
+        ``probs``: the class probabilities at ``theta``, (n, C), when the caller has them.
         """
         n, D = Xa.shape
         if gram is None:
-            H = sm.data_hessian(Xa, theta, Q, weights=w, pairs=pairs) / n
+            H = sm.data_hessian(Xa, theta, Q, weights=w, pairs=pairs, P=probs) / n
             H.flat[:: H.shape[0] + 1] += self.alpha  # the diagonal (no index arrays built)
             return _psd_solve(H, grad)
         B = Q.shape[1]
-        Wr = sm.hessian_weights(sm.probabilities(Xa, theta), Q) / n  # (n, B, B)
+        if probs is None:
+            probs = sm.probabilities(Xa, theta)
+        Wr = sm.hessian_weights(probs, Q) / n  # (n, B, B)
         if w is not None:
             Wr = Wr * w[:, None, None]
         if B == 1:
@@ -377,7 +386,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         n, D = Xa.shape
         m = Q.shape[1] * D
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
-        f, grad, theta = self._reduced_objective(phi, Xa, yidx, Q, w)
+        f, grad, theta, probs = self._reduced_objective(phi, Xa, yidx, Q, w, with_probs=True)
         # Fewer points than parameters (images): Newton systems of size n (C-1), not m.
         gram = pairs = None
         if self.alpha > 0 and n * Q.shape[1] < m:
@@ -387,13 +396,14 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         for it in range(1, self.max_iter + 1):
             if np.max(np.abs(grad)) <= self.tol:
                 return phi.reshape(-1, D), it - 1, True
-            step = self._newton_direction(Xa, theta, Q, w, grad, gram, pairs)
+            step = self._newton_direction(Xa, theta, Q, w, grad, gram, pairs, probs)
             decrement = grad @ step  # squared Newton decrement: twice the predicted decrease
             if decrement <= 1e-12 * max(1.0, abs(f)):
                 # Quadratic regime: the decrease is below the rounding of f, so a line search
                 # cannot judge the step; take the full step and judge by the gradient.
                 phi = phi - step
-                f, grad, theta = self._reduced_objective(phi, Xa, yidx, Q, w)
+                f, grad, theta, probs = self._reduced_objective(phi, Xa, yidx, Q, w,
+                                                                with_probs=True)
                 if decrement <= 1e-28 * max(1.0, abs(f)):
                     return phi.reshape(-1, D), it, True
                 continue
@@ -401,14 +411,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             t, slope = 1.0, -decrement
             while True:
                 cand = phi - t * step
-                f_new, g_new, th_new = self._reduced_objective(cand, Xa, yidx, Q, w)
+                f_new, g_new, th_new, p_new = self._reduced_objective(cand, Xa, yidx, Q, w,
+                                                                      with_probs=True)
                 if f_new <= f + 1e-4 * t * slope or t < 1e-10:
                     break
                 t *= 0.5
             if t < 1e-10 and f_new >= f:
                 # No further decrease is representable in float64: stationary to working precision.
                 return phi.reshape(-1, D), it, np.max(np.abs(grad)) <= max(self.tol, 1e-8)
-            phi, f, grad, theta = cand, f_new, g_new, th_new
+            phi, f, grad, theta, probs = cand, f_new, g_new, th_new, p_new
         return phi.reshape(-1, D), self.max_iter, np.max(np.abs(grad)) <= self.tol
 
     def _fit_lbfgs(self, Xa, yidx, Q, w, phi0):
