@@ -45,10 +45,14 @@ def test_pair_products_only_where_they_pay():
     Xa = sm.augment(np.ones((50, 4)))
     assert sm.pair_products(Xa, 6) is None  # C = 4: few blocks, the per-block GEMMs win
     assert sm.pair_products(Xa, 10).shape == (50, 15)
-    assert sm.design_pairs(Xa).shape == (50, 15)  # the quadratic forms gain for any B
     big = np.ones((sm._PAIR_BYTES // (8 * 15) + 1, 5))
     assert sm.pair_products(big, 10) is None  # over the memory budget
-    assert sm.design_pairs(big) is None
+
+
+def test_pair_products_equal_explicit_products():
+    Xa = np.random.default_rng(3).normal(size=(37, 6))
+    iu, ju = np.triu_indices(6)
+    np.testing.assert_array_equal(sm.pair_products(Xa, 10), Xa[:, iu] * Xa[:, ju])
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -81,8 +85,8 @@ def explicit_removal_sums(Kt, V_all, Gamma):
 
 
 @pytest.mark.parametrize("n,d,C,outlier", [(40, 3, 4, False), (40, 3, 4, True),
-                                           (30, 6, 3, False), (25, 4, 2, False),
-                                           (30, 20, 3, True)])
+                                           (40, 3, 6, False), (30, 6, 3, False),
+                                           (25, 4, 2, False), (30, 20, 3, True)])
 def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monkeypatch):
     """fast2's V_{-z} at fixed parameters (the rows t_{z,i} only in e, everything else B x B
     quadratic forms with z taken out by rank-one corrections) against, for every z, the
@@ -95,12 +99,14 @@ def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monk
     if outlier:
         X[3] *= 25.0
     model = MultinomialLogit(alpha=1e-2).fit(X, y)
-    st = FittedState.from_model(model, X, y, for_fast_scores=True)
-    assert not st.binary_dual
-    got = primal_fixed_part(st)
-    assert st.design_pairs is not None
-    monkeypatch.setattr(FittedState, "design_pairs", None)  # the per-block GEMM path
-    without_pairs = primal_fixed_part(FittedState.from_model(model, X, y, for_fast_scores=True))
+    got = {}
+    for with_pairs in (False, True):
+        with monkeypatch.context() as patch:
+            patch.setattr(sm, "_PAIR_MIN_BLOCKS", 0 if with_pairs else 10**9)
+            st = FittedState.from_model(model, X, y, for_fast_scores=True)
+            assert not st.binary_dual
+            got[with_pairs] = primal_fixed_part(st)
+            assert (st.pair_products is not None) == with_pairs
     G = st.G
     h = [np.kron(st.W[i], np.outer(st.Xa[i], st.Xa[i])) for i in range(n)]
     total = np.sum(h, axis=0)
@@ -110,9 +116,8 @@ def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monk
         H = (total - h[z]) / (n - 1.0) + st.mu * np.eye(st.m)
         Kz = -G[keep] @ np.linalg.solve(H, G[keep].T)
         expected[z] = Kz[~np.eye(n - 1, dtype=bool)].var()
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
-    np.testing.assert_allclose(without_pairs, expected, rtol=0,
-                               atol=1e-12 * np.abs(expected).max())
+    for value in got.values():
+        np.testing.assert_allclose(value, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("n,d,C", [(200, 3, 4), (90, 5, 2), (300, 4, 6)])
@@ -145,7 +150,7 @@ def test_block_quadratic_forms_many_equal_explicit_forms(with_pairs):
         A = rng.normal(size=(B * D, B * D))
         Ms.append(A + A.T)
     got = sm.block_quadratic_forms_many(Xa, Ms, B,
-                                        pairs=sm.design_pairs(Xa) if with_pairs else None)
+                                        pairs=sm.pair_products(Xa, 10) if with_pairs else None)
     for M, q in zip(Ms, got, strict=True):
         for a in range(B):
             for b in range(B):

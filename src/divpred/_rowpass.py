@@ -108,7 +108,7 @@ def score_row_stats(state, A2: np.ndarray, M: np.ndarray) -> ScoreRowStats:
     tA = np.empty((n, B))
     qw = np.empty(n)
     coef_h = np.empty((n, B))
-    pairs = state.design_pairs
+    pairs = state.pair_products
     for sl in _chunks(n, state.chunk_rows):
         Xc = state.Xa[sl]
         # both matrices' quadratic forms in one GEMM of the D-wide block; no block of G

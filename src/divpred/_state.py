@@ -138,10 +138,10 @@ class FittedState:
         return gradient_row_stats(self, with_dgram=self.for_fast_scores and not self.binary_dual)
 
     @cached_property
-    def design_pairs(self) -> np.ndarray | None:
+    def pair_products(self) -> np.ndarray | None:
         """xa_ik xa_il for k <= l, (n, D (D + 1) / 2), for the quadratic forms of the fast
-        scores (:func:`~divpred.models._softmax.design_pairs`; None over its budget)."""
-        return sm.design_pairs(self.Xa)
+        scores, where they pay (:func:`~divpred.models._softmax.pair_products`, else None)."""
+        return sm.pair_products(self.Xa, self.B * (self.B + 1) // 2)
 
     @cached_property
     def HinvS(self) -> np.ndarray:

@@ -243,20 +243,25 @@ def pair_products(Xa: np.ndarray, n_blocks: int) -> np.ndarray | None:
     """xa_ik xa_il for k <= l, shape (n, D (D + 1) / 2), or None where not worth it.
 
     Only the design enters, so a fit computes them once for all its Newton steps (see
-    :func:`data_hessian`); None when there are fewer than ``_PAIR_MIN_BLOCKS`` weighted blocks
-    or the array would exceed ``_PAIR_BYTES``.
+    :func:`data_hessian`), and the fast scores once for their quadratic forms (see
+    :func:`block_quadratic_forms_many`); None when there are fewer than ``_PAIR_MIN_BLOCKS``
+    weighted blocks or the array would exceed ``_PAIR_BYTES``.
+
+    The result is the transpose of a C-ordered (D (D + 1) / 2, n) array, built one feature k
+    at a time as the rows xa_k o xa_l (l >= k) of contiguous length-n columns: 4x faster than
+    gathering the columns of ``Xa`` twice (digits, n = 1257), and the GEMMs that read it give
+    the same bits (BLAS packs either layout alike).
     """
-    return design_pairs(Xa) if n_blocks >= _PAIR_MIN_BLOCKS else None
-
-
-def design_pairs(Xa: np.ndarray) -> np.ndarray | None:
-    """:func:`pair_products` for any number of blocks (the quadratic forms of
-    :func:`block_quadratic_forms_many` gain for every B); None over ``_PAIR_BYTES``."""
     n, D = Xa.shape
-    if 8 * n * D * (D + 1) // 2 > _PAIR_BYTES:
+    if n_blocks < _PAIR_MIN_BLOCKS or 8 * n * D * (D + 1) // 2 > _PAIR_BYTES:
         return None
-    iu, ju = np.triu_indices(D)
-    return Xa[:, iu] * Xa[:, ju]
+    cols = np.ascontiguousarray(Xa.T)
+    out = np.empty((D * (D + 1) // 2, n))
+    row = 0
+    for k in range(D):
+        np.multiply(cols[k:], cols[k], out=out[row : row + D - k])
+        row += D - k
+    return out.T
 
 
 def _gram_from_pairs(pairs: np.ndarray, Wu: np.ndarray, D: int, B: int) -> np.ndarray:
@@ -358,7 +363,7 @@ def block_quadratic_forms_many(
 ) -> list[np.ndarray]:
     """:func:`block_quadratic_forms` of several symmetric matrices in one GEMM.
 
-    ``pairs``: :func:`design_pairs` of ``Xa`` when the caller has them. Then
+    ``pairs``: :func:`pair_products` of ``Xa`` when the caller has them. Then
     xa^T M_ab xa = sum_{k <= l} xa_k xa_l (M_ab + M_ab^T)_kl (halved on the diagonal), one GEMM
     of the (n, D (D + 1) / 2) products by these upper triangles: half the multiplications, in
     one long BLAS call (digits, D = 65: about 3x faster).
@@ -370,9 +375,10 @@ def block_quadratic_forms_many(
               for M in Ms for a, b in zip(ia, ib, strict=True)]
     if pairs is not None:
         iu, ju = np.triu_indices(D)
-        halve = np.where(iu == ju, 0.5, 1.0)
-        coef = np.stack([(blk[iu, ju] + blk[ju, iu]) * halve for blk in blocks], axis=1)
-        upper = pairs @ coef
+        stacked = np.stack(blocks)
+        stacked = stacked + stacked.transpose(0, 2, 1)
+        stacked[:, np.arange(D), np.arange(D)] *= 0.5
+        upper = pairs @ stacked[:, iu, ju].T
     else:
         stacked = np.hstack(blocks)
         upper = np.empty((n, len(Ms) * K))
