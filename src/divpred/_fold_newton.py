@@ -25,6 +25,8 @@ rounding below tol differs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.linalg import LinAlgError
 
@@ -88,17 +90,26 @@ def newton_minimise(phi0: np.ndarray, Xa: np.ndarray, yidx: np.ndarray, Q: np.nd
             step = sm.cholesky_solve(sm.cholesky_factor(H), grad)
         except LinAlgError:
             return phi, False
-        decrement = grad @ step
-        t = 1.0
-        while True:
-            cand = phi - t * step
-            f_c, g_c, P_c = objective(cand)
-            # below the rounding of f (quadratic regime) the step is judged by the gradient
-            if (decrement <= 1e-12 * max(1.0, abs(f)) or f_c <= f - 1e-4 * t * decrement
-                    or t < 1e-10):
-                break
-            t *= 0.5
+        t, cand, (f_c, g_c, P_c) = armijo_backtrack(phi, step, f, grad @ step, objective)
         if t < 1e-10 and f_c >= f:
             break
         phi, f, grad, P = cand, f_c, g_c, P_c
     return phi, bool(np.max(np.abs(grad)) <= tol)
+
+
+def armijo_backtrack(phi: np.ndarray, step: np.ndarray, f: float, decrement: float,
+                     objective: Callable[[np.ndarray], tuple]) -> tuple[float, np.ndarray, tuple]:
+    """The step length t of phi - t step, halved from 1 until f(phi - t step) <= f - 1e-4 t
+    ``decrement`` (Armijo; ``decrement`` = grad . step) or t < 1e-10: (t, the point, what
+    ``objective`` returned there, f first). Below the rounding of f (``decrement`` <= 1e-12
+    max(1, |f|): the quadratic regime) the full step is taken and judged by the gradient. Shared
+    by these Newton steps and the quasi-Newton chord (:func:`divpred.calibration.
+    _chord_minimise`)."""
+    t = 1.0
+    while True:
+        cand = phi - t * step
+        values = objective(cand)
+        if (decrement <= 1e-12 * max(1.0, abs(f)) or values[0] <= f - 1e-4 * t * decrement
+                or t < 1e-10):
+            return t, cand, values
+        t *= 0.5

@@ -260,6 +260,8 @@ def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
     phi0), with Armijo backtracking: the first step is the Newton step of that Hessian, later
     ones correct it with the observed changes of the gradient (s^T y >= alpha ||s||^2 > 0 by
     strong convexity, so every pair is admissible)."""
+    from ._fold_newton import armijo_backtrack
+
     phi = phi0.ravel().copy()
     f, grad = _objective_gradient(phi, Xa, yidx, Q, alpha)
     pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
@@ -272,15 +274,8 @@ def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
             pairs.clear()
             step = solve(grad)
             decrement = grad @ step
-        t = 1.0
-        while True:
-            cand = phi - t * step
-            f_c, g_c = _objective_gradient(cand, Xa, yidx, Q, alpha)
-            # below the rounding of f (quadratic regime) the step is judged by the gradient
-            if (decrement <= 1e-12 * max(1.0, abs(f)) or f_c <= f - 1e-4 * t * decrement
-                    or t < 1e-10):
-                break
-            t *= 0.5
+        t, cand, (f_c, g_c) = armijo_backtrack(
+            phi, step, f, decrement, lambda p: _objective_gradient(p, Xa, yidx, Q, alpha))
         if t < 1e-10 and f_c >= f:
             break
         s_k, y_k = cand - phi, g_c - grad
