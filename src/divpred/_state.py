@@ -229,7 +229,7 @@ def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
     no D x D work. LAPACK/BLAS are called on the Fortran views of the C-ordered n x n arrays
     (F^T for the symmetric F, (U Gm)^T = Gm U solved from the right: Z^T L^T = Gm U), so
     nothing n x n is copied into Fortran order (at n = 600 the copies and the left-side solve
-    cost a third of the whole).
+    took about a fifth of the whole).
     """
     u = np.sqrt(np.clip(omega, 0.0, None))
     T = Gm * u[:, None]  # U Gm, C order

@@ -42,7 +42,7 @@ Gamma_z = (I - B_z^T H~^{-1} B_z)^{-1}; the sums over i != j (i, j != z) follow 
 gradient and Hessian terms removed: shift(z) = c^T Delta_z + 2 (W'_z U_z xa_z) . s_z
 - (1/n) (Q^T W_z v_z) . s_z, s_z = Delta_z (as B x D) xa_z. Cost O(n^2 m + n m^2 + m^3) in
 the primal form, memory O(n m) plus blocks of candidate rows (:mod:`divpred._fast2_primal`);
-the binary dual form holds one n x n matrix (:mod:`divpred._fast2`).
+the binary dual form holds three n x n matrices (:mod:`divpred._fast2_dual`).
 
 ``"fast"`` picks fast1 when n >= ``FAST1_MIN_RATIO`` m (the first-order expansion in 1/n is then
 accurate: Spearman >= 0.97 with exact on the paper's SD data) or when n > ``FAST2_MAX_N`` (the
