@@ -91,8 +91,10 @@ def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monk
     """fast2's V_{-z} at fixed parameters (the rows t_{z,i} only in e, everything else B x B
     quadratic forms with z taken out by rank-one corrections) against, for every z, the
     explicit m x m Hessian sum_{i != z} W'_i (x) xa_i xa_i^T / (n - 1) + mu I and the n x n
-    matrix K^(z) of the kept rows; with and without the design's pair products, with a
-    high-leverage point (the rank-one corrections cancel most of A_z) and with n < m."""
+    matrix K^(z) of the kept rows; with and without the design's pair products (the latter
+    with several GEMM blocks and sub-blocks of candidates), with a high-leverage point (the
+    rank-one corrections cancel most of A_z) and with n < m."""
+    from divpred import _fast2_primal
     from divpred._fast2_primal import primal_fixed_part
 
     X, y = make_classification(n, d, C, seed=n + d)
@@ -103,6 +105,9 @@ def test_fast2_primal_fixed_part_equals_explicit_matrices(n, d, C, outlier, monk
     for with_pairs in (False, True):
         with monkeypatch.context() as patch:
             patch.setattr(sm, "_PAIR_MIN_BLOCKS", 0 if with_pairs else 10**9)
+            if with_pairs:
+                patch.setattr(_fast2_primal, "_GEMM_CANDIDATES", 16)
+                patch.setattr(_fast2_primal, "_FORM_CANDIDATES", 5)
             st = FittedState.from_model(model, X, y, for_fast_scores=True)
             assert not st.binary_dual
             got[with_pairs] = primal_fixed_part(st)

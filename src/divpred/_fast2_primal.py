@@ -35,11 +35,13 @@ from scipy import linalg
 from ._state import FittedState, inverse_from_cholesky
 from .models import _softmax as sm
 
-# Candidates per block: the GEMM of the block's rows xa_z by the rows F_i needs a few dozen
-# rows to run at full speed, and the (c, B, n) arrays T and P T stay small enough to be
-# reread from cache (SD-K n = 500 and digits n = 1257 alike: fastest at 24-64).
-_BLOCK_CANDIDATES = 40
-_BLOCK_BYTES = 64 * 2**20  # at most this much for T and P T
+# Candidates per GEMM of the block's rows xa_z by the rows F_i (its inner dimension is only D,
+# so it runs faster the more rows it gets: digits 100 ms at 40 rows, 60 ms at 128), and per
+# sub-block of P_z T_z and e, whose (c, B, n) arrays are reread from cache (digits n = 1257:
+# 20% faster than one block of 40 for both, SD-K n = 500 the same).
+_GEMM_CANDIDATES = 128
+_FORM_CANDIDATES = 32
+_BLOCK_BYTES = 64 * 2**20  # at most this much for the rows T of one GEMM
 
 
 def primal_fixed_part(state: FittedState) -> np.ndarray:
@@ -94,14 +96,17 @@ def _own_form_sums(state: FittedState, Hti: np.ndarray, P: np.ndarray, diagK: np
     # (B, B) x (B, n) product and e a reduction over B rows of contiguous length-n vectors.
     F_blocks = np.ascontiguousarray(F.reshape(n, B, D).transpose(1, 0, 2)).reshape(B * n, D).T
     e_sum, e_diag, e_sq = np.empty(n), np.empty(n), np.empty(n)
-    block = int(max(1, min(_BLOCK_CANDIDATES, _BLOCK_BYTES // (8 * n * (2 * B + 1)))))
+    block = int(max(1, min(_GEMM_CANDIDATES, _BLOCK_BYTES // (8 * n * B))))
     for start in range(0, n, block):
         stop = min(start + block, n)
         local = np.arange(stop - start)
         T = (state.Xa[start:stop] @ F_blocks).reshape(stop - start, B, n)
         T[local, :, start + local] = 0.0  # z leaves the set
-        e = np.einsum("zbi,zbi->zi", P[start:stop] @ T, T)
-        e_sum[start:stop] = e.sum(axis=1)
-        e_diag[start:stop] = e @ diagK
-        e_sq[start:stop] = np.einsum("zi,zi->z", e, e)
+        for sub in range(start, stop, _FORM_CANDIDATES):
+            zs = slice(sub, min(sub + _FORM_CANDIDATES, stop))
+            Tz = T[zs.start - start : zs.stop - start]
+            e = np.einsum("zbi,zbi->zi", P[zs] @ Tz, Tz)
+            e_sum[zs] = e.sum(axis=1)
+            e_diag[zs] = e @ diagK
+            e_sq[zs] = np.einsum("zi,zi->z", e, e)
     return e_sum, e_diag, e_sq
