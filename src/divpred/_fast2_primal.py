@@ -24,7 +24,7 @@ the rows F_i = H~^{-1} g_i) and q(M)_z[a, b] = xa_z^T M_ab xa_z,
 and the per-point sums of K~ are K~_ii = -R_i . t_{i,i}, sum_j K~_ij = -g_i . H~^{-1} G^T 1 and
 sum_j K~_ij^2 = g_i^T M1 g_i = -R_i . k_i. So no n x n matrix is formed; the rows t_{z,i} come
 one block of candidates at a time (one GEMM of the block's xa_z by the rows F_i) and each
-block costs one batched (n, B) x (B, B) product, e = rowsum((T_z P_z) o T_z).
+block costs one batched (B, B) x (B, n) product, e_{z,i} = sum_a (P_z T_z)_{a,i} T_{z,a,i}.
 """
 
 from __future__ import annotations
