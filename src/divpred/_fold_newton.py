@@ -35,8 +35,9 @@ from .models import _softmax as sm
 NEWTON_MAX_WORK = 400_000
 """Newton serves a fold when n D^2 K (the multiply-adds of its Hessian: K = B (B + 1) / 2
 class blocks of D x D, n rows) is at most this; above it the Hessians cost more than the
-quasi-Newton steps they save (measured: breast cancer, n = 160, m = 31: 1.5e5, Newton about
-5x faster per fold; SD-K, n = 400, m = 123: 4e6, Newton 2x slower)."""
+quasi-Newton steps they save (measured: breast cancer, n = 160, m = 31: 1.5e5, a z
+evaluation about 4x faster; SD-K and the paper's SD-2, n = 400-800, m = 123: 4e6-8e6, the
+fold fits 1.3-2.6x slower by Newton)."""
 
 
 def newton_applies(n: int, D: int, B: int) -> bool:

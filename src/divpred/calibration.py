@@ -102,7 +102,9 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
         ||xa_i|| times that. A fold with fewer training rows than parameters (the refit then
         uses n x n dual Newton systems, cheaper than the many quasi-Newton steps such
         near-separable fits need), or whose quasi-Newton run does not reach ``tol`` in
-        ``CHORD_MAX_STEPS`` steps, is refit by the model's own solver (warm-started).
+        ``CHORD_MAX_STEPS`` steps, is refit by the model's own solver (warm-started). A fold
+        whose Hessian is cheap (few rows and parameters: :func:`divpred._fold_newton.
+        newton_applies`) takes exact Newton steps to the same criterion instead.
     fold_starts : dict, optional
         With ``solver="chord"``: fold label -> (C, D) weights to start that fold's minimisation
         from instead of the model's (a Purifier passes the previous iteration's fold
