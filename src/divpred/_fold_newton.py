@@ -63,17 +63,11 @@ def newton_minimise(phi0: np.ndarray, Xa: np.ndarray, yidx: np.ndarray, Q: np.nd
     n, D = Xa.shape
     B = Q.shape[1]
     m = B * D
-    label = np.arange(n) * Q.shape[0] + yidx  # flat positions of p_{i, y_i}
     ia, ib = sm._upper_pairs(B)
     pair_weights = Q[:, ia] * Q[:, ib]  # Q^T diag(p) Q = sum_c p_c q_c q_c^T, entries a <= b
 
     def objective(phi):
-        logp = sm._log_softmax_rows(Xa @ (Q @ phi.reshape(B, D)).T)
-        f = -logp.ravel()[label].sum() / n + 0.5 * alpha * (phi @ phi)
-        P = np.exp(logp)
-        R = P.copy()
-        R.ravel()[label] -= 1.0
-        return f, (Q.T @ (R.T @ Xa)).ravel() / n + alpha * phi, P
+        return fold_objective(phi, Xa, yidx, Q, alpha, with_probs=True)
 
     phi = np.asarray(phi0, dtype=np.float64).ravel().copy()
     f, grad, P = objective(phi)
@@ -96,6 +90,22 @@ def newton_minimise(phi0: np.ndarray, Xa: np.ndarray, yidx: np.ndarray, Q: np.nd
             break
         phi, f, grad, P = cand, f_c, g_c, P_c
     return phi, bool(np.max(np.abs(grad)) <= tol)
+
+
+def fold_objective(phi: np.ndarray, Xa: np.ndarray, yidx: np.ndarray, Q: np.ndarray,
+                   alpha: float, with_probs: bool = False) -> tuple:
+    """(f, grad f) of f = (1/n) sum_i l_i + (alpha/2) ||phi||^2 in reduced coordinates, phi of
+    shape (m,); with ``with_probs`` also the class probabilities (n, C) at phi (the Newton
+    step's Hessian needs them). Both fold solvers (these Newton steps and the quasi-Newton
+    chord of :func:`divpred.calibration._chord_minimise`) evaluate f here."""
+    n, D = Xa.shape
+    B = Q.shape[1]
+    logp = sm.log_probabilities(Xa, Q @ phi.reshape(B, D))
+    f = -logp[np.arange(n), yidx].mean() + 0.5 * alpha * (phi @ phi)
+    P = np.exp(logp)
+    R = sm.residuals(P, yidx)
+    grad = ((Q.T @ (R.T @ Xa)) / n).ravel() + alpha * phi
+    return (f, grad, P) if with_probs else (f, grad)
 
 
 def armijo_backtrack(phi: np.ndarray, step: np.ndarray, f: float, decrement: float,

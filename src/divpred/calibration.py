@@ -243,18 +243,6 @@ def _newton_refit(model, X, y, train, Xa, yidx, Q, theta_start, gram):
     return Q @ phi
 
 
-def _objective_gradient(phi, Xa, yidx, Q, alpha):
-    """(f, grad f) of f = (1/n) sum_i l_i + (alpha/2) ||phi||^2 in reduced coordinates."""
-    from .models import _softmax as sm
-
-    n, D = Xa.shape
-    B = Q.shape[1]
-    logp = sm.log_probabilities(Xa, Q @ phi.reshape(B, D))
-    f = -logp[np.arange(n), yidx].mean() + 0.5 * alpha * (phi @ phi)
-    R = sm.residuals(np.exp(logp), yidx)
-    return f, ((Q.T @ (R.T @ Xa)) / n).ravel() + alpha * phi
-
-
 def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
     """Minimise from phi0 to max |grad| <= tol: (point, whether it got there).
 
@@ -262,10 +250,10 @@ def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
     phi0), with Armijo backtracking: the first step is the Newton step of that Hessian, later
     ones correct it with the observed changes of the gradient (s^T y >= alpha ||s||^2 > 0 by
     strong convexity, so every pair is admissible)."""
-    from ._fold_newton import armijo_backtrack
+    from ._fold_newton import armijo_backtrack, fold_objective
 
     phi = phi0.ravel().copy()
-    f, grad = _objective_gradient(phi, Xa, yidx, Q, alpha)
+    f, grad = fold_objective(phi, Xa, yidx, Q, alpha)
     pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
     for _ in range(CHORD_MAX_STEPS):
         if np.max(np.abs(grad)) <= tol:
@@ -277,7 +265,7 @@ def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
             step = solve(grad)
             decrement = grad @ step
         t, cand, (f_c, g_c) = armijo_backtrack(
-            phi, step, f, decrement, lambda p: _objective_gradient(p, Xa, yidx, Q, alpha))
+            phi, step, f, decrement, lambda p: fold_objective(p, Xa, yidx, Q, alpha))
         if t < 1e-10 and f_c >= f:
             break
         s_k, y_k = cand - phi, g_c - grad
