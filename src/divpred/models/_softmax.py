@@ -427,10 +427,7 @@ def cholesky_factor(H: np.ndarray) -> np.ndarray:
     positive definite H, (m, m): the same LAPACK potrf call on the same array (so the same
     factor, the upper triangle left as it was), without the wrapper's checks (which cost more
     than the factorisation at m of a few dozen). LinAlgError when H is not positive definite."""
-    factor, info = linalg.lapack.dpotrf(H, lower=1, clean=0)
-    if info != 0:
-        raise linalg.LinAlgError(f"{info}-th leading minor not positive definite")
-    return factor
+    return _potrf_lower(H, overwrite=False)
 
 
 def cholesky_solve(factor: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -445,10 +442,16 @@ def cholesky_lower_inplace(F: np.ndarray) -> np.ndarray:
     rounding: its lower triangle is F's upper one), so nothing n x n is copied; only the
     lower triangle of the result is the factor. LinAlgError when F is not positive definite,
     as ``scipy.linalg.cholesky``."""
-    L, info = linalg.lapack.dpotrf(F.T, lower=1, clean=0, overwrite_a=1)
+    return _potrf_lower(F.T, overwrite=True)
+
+
+def _potrf_lower(A: np.ndarray, overwrite: bool) -> np.ndarray:
+    """LAPACK potrf, lower factor, upper triangle left as it was; LinAlgError (the message of
+    ``scipy.linalg.cholesky``) when A is not positive definite."""
+    factor, info = linalg.lapack.dpotrf(A, lower=1, clean=0, overwrite_a=int(overwrite))
     if info != 0:
         raise linalg.LinAlgError(f"{info}-th leading minor not positive definite")
-    return L
+    return factor
 
 
 def psd_factor(W: np.ndarray) -> np.ndarray:

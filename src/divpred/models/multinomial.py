@@ -379,7 +379,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         F = gram * u[:, None]  # U gram U without an n x n outer product
         F *= u[None, :]
         F.flat[:: n + 1] += self.alpha
-        y = linalg.lapack.dpotrs(sm.cholesky_lower_inplace(F), u * (Xa @ grad), lower=1)[0]
+        y = sm.cholesky_solve(sm.cholesky_lower_inplace(F), u * (Xa @ grad))
         return (grad - (u * y) @ Xa) / self.alpha
 
     def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None):
