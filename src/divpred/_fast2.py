@@ -4,9 +4,9 @@ With H~ = (n/(n-1)) H_data + mu I and K~ = -G H~^{-1} G^T, removing z's Hessian 
 rank-B downdate H~ - B_z B_z^T, so K^(z)_ij = K~_ij - v_{z,i}^T Gamma_z v_{z,j}. The primal
 form (every model but the binary dual one) is :mod:`divpred._fast2_primal`: no n x n matrix,
 the rows T[z, i, a] = xa_z . (H~^{-1} g_i)_a one block of candidates at a time. The binary
-dual form (B = 1, n < D) is :mod:`divpred._fast2_dual`: K~ and the rows T and
-KT[z, i] = sum_j K~_ij T[z, j] as n x n matrices from the push-through identity, reduced row
-by row.
+dual form (B = 1, n < D) is :mod:`divpred._fast2_dual`: the rows T and
+KT[z, i] = sum_j K~_ij T[z, j] as n x n matrices from the push-through identity (K~ itself
+only through its row sums), reduced row by row.
 """
 
 from __future__ import annotations
