@@ -11,6 +11,7 @@ Usage::
     python benchmarks/bench_auto.py defaults --only sdk-mix2,paper-   # a subset of the cases
     python benchmarks/bench_auto.py defaults --k adaptive   # every default but k (own table)
     python benchmarks/bench_auto.py rules --heldout --rules auto   # the 18 held-out cases
+    python benchmarks/bench_auto.py defaults --stranger   # 21 generated cases (section 7.10)
     python benchmarks/bench_auto.py --smoke    # 3 small cases, < 60 s, writes nothing here
 
 Cases: ``benchmarks/_auto_cases.py`` (58 cases: clean data, uniform and pair label noise, rule
@@ -81,6 +82,7 @@ from _auto_metrics import (  # noqa: E402
     point,
     target_lines,
 )
+from _auto_stranger import STRANGER  # noqa: E402
 from _common import format_table, machine_info  # noqa: E402
 from divpred import MultinomialLogit, Purifier  # noqa: E402
 from divpred._io import write_csv  # noqa: E402
@@ -411,6 +413,9 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout", action="store_true",
                         help="the held-out cases of benchmarks/_auto_heldout.py instead of the "
                              "suite (tables auto_*_heldout.csv)")
+    parser.add_argument("--stranger", action="store_true",
+                        help="the generated cases of benchmarks/_auto_stranger.py instead of "
+                             "the suite (tables auto_*_stranger.csv)")
     parser.add_argument("--smoke", action="store_true",
                         help="3 small cases, rules and defaults, into a temporary folder")
     args = parser.parse_args(argv)
@@ -423,7 +428,9 @@ def main(argv=None) -> int:
             cases = SMOKE_CASES
             sections = ["rules", "defaults"]
         else:
-            pool = HELDOUT if args.heldout else CASES
+            if args.heldout and args.stranger:
+                parser.error("--heldout and --stranger are two different case sets")
+            pool = HELDOUT if args.heldout else STRANGER if args.stranger else CASES
             cases = select(pool, [p for p in args.only.split(",") if p])
             # a subset must not overwrite the tables of the whole suite
             suffix = "" if len(cases) == len(pool) else "_subset"
@@ -431,7 +438,8 @@ def main(argv=None) -> int:
                          max_removed=args.max_removed, alpha=args.alpha, method=args.method,
                          refresh=args.refresh, calibration=calibration, k=args.k,
                          suffix=(f"_k-{args.k}" if args.k else "")
-                         + ("_heldout" if args.heldout else "") + suffix)
+                         + ("_heldout" if args.heldout else "")
+                         + ("_stranger" if args.stranger else "") + suffix)
             sections = ({"all": ["rules", "defaults", "timing"], "curves": ["rules"]}
                         .get(args.section, [args.section]))
         cfg.cache.mkdir(parents=True, exist_ok=True)
