@@ -246,3 +246,27 @@ def test_target_lines_pass_and_fail():
     assert "median 3.00x (<= 5x) PASS" in lines[4]
     paper = am.paper_lines(table, {"a": 0.9, "c": 0.9}, "x")
     assert paper[0].endswith("PASS") and paper[1].endswith("FAIL")
+
+
+def test_stranger_cases_flip_exactly_their_rows():
+    """The generated set of ``--stranger``: n training rows and a 40% test split drawn from
+    the generator's own rows (class counts add up), standardised on the training rows, and
+    exactly round(rate n) labels changed, to the next class for pair flips."""
+    import _auto_stranger as st
+
+    assert len(st.STRANGER) == 21 and len({c.name for c in st.STRANGER}) == 21
+    for case in st.STRANGER:
+        d = case.load()
+        make, kwargs = st.GENERATORS[case.data]
+        _, y_all = make(round(case.n / 0.6), random_state=case.seed, **kwargs)
+        assert d.X.shape[0] == case.n and d.y_test.shape[0] == y_all.shape[0] - case.n
+        counts = np.bincount(d.y_true, minlength=y_all.max() + 1) + np.bincount(
+            d.y_test, minlength=y_all.max() + 1)
+        np.testing.assert_array_equal(counts, np.bincount(y_all))
+        np.testing.assert_allclose(d.X.mean(axis=0), 0.0, atol=1e-12)
+        changed = d.y != d.y_true
+        np.testing.assert_array_equal(changed, d.mask)
+        assert changed.sum() == round(case.rate * case.n)
+        if case.family == "pair":
+            n_classes = y_all.max() + 1
+            np.testing.assert_array_equal(d.y[changed], (d.y_true[changed] + 1) % n_classes)
