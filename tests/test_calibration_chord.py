@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+import divpred._fold_chord as fold_chord
 import divpred._fold_newton as fold_newton
 import divpred.calibration as cal
 from divpred import MultinomialLogit
+from divpred._fold_objective import FoldObjective
 from divpred.calibration import crossfit_folds, crossfit_probabilities, label_excess_z
 from divpred.data import flip_labels, load_digits_pair, make_sd
 from divpred.models._softmax import augment, contrast_basis
@@ -164,8 +166,8 @@ def test_small_folds_take_exact_newton_steps(data, newton, monkeypatch):
     fold = crossfit_folds(y, 0)
     classes = np.unique(y)
     calls = {"newton": 0, "chord": 0}
-    for name, key in (("newton_minimise", "newton"), ("_chord_minimise", "chord")):
-        module = fold_newton if key == "newton" else cal
+    for name, key in (("newton_minimise", "newton"), ("chord_minimise", "chord")):
+        module = fold_newton if key == "newton" else fold_chord
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _r=real, _k=key, **kw: (
             calls.__setitem__(_k, calls[_k] + 1), _r(*a, **kw))[1])
@@ -193,8 +195,8 @@ def test_newton_minimise_reaches_tol_at_the_model_minimiser(data):
     classes, yidx = np.unique(y, return_inverse=True)
     C = classes.size
     Xa, Q = augment(X), contrast_basis(C)
-    phi, converged = fold_newton.newton_minimise(np.zeros((C - 1, Xa.shape[1])), Xa, yidx, Q,
-                                                 alpha, tol, 100)
+    phi, converged = fold_newton.newton_minimise(np.zeros((C - 1, Xa.shape[1])),
+                                                 FoldObjective(Xa, yidx, Q, alpha), tol, 100)
     assert converged
     theta = Q @ phi.reshape(C - 1, -1)
     Z = Xa @ theta.T

@@ -102,9 +102,11 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
         ||xa_i|| times that. A fold with fewer training rows than parameters (the refit then
         uses n x n dual Newton systems, cheaper than the many quasi-Newton steps such
         near-separable fits need), or whose quasi-Newton run does not reach ``tol`` in
-        ``CHORD_MAX_STEPS`` steps, is refit by the model's own solver (warm-started). A fold
-        whose Hessian is cheap (few rows and parameters: :func:`divpred._fold_newton.
-        newton_applies`) takes exact Newton steps to the same criterion instead.
+        :data:`divpred._fold_chord.CHORD_MAX_STEPS` steps, is refit by the model's own solver
+        (warm-started). A fold whose Hessian is cheap (few rows and parameters:
+        :func:`divpred._fold_newton.newton_applies`) takes exact Newton steps to the same
+        criterion instead. The quasi-Newton steps are taken in the coordinates whitened by
+        the Cholesky factor of H_{-f} (:mod:`divpred._fold_chord`).
     fold_starts : dict, optional
         With ``solver="chord"``: fold label -> (C, D) weights to start that fold's minimisation
         from instead of the model's (a Purifier passes the previous iteration's fold
@@ -121,7 +123,7 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
     P = np.zeros((X.shape[0], classes.shape[0]))
     folds = np.unique(fold)
     chord = (solver == "chord" and _chord_applies(model)
-             and all(np.array_equal(np.unique(y[fold != f]), model.classes_) for f in folds))
+             and _every_fold_sees_every_class(y, fold, folds, model.classes_))
     if chord:
         return _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P,
                                     {} if fold_starts is None else fold_starts)
@@ -141,19 +143,22 @@ def crossfit_probabilities(model, X: np.ndarray, y: np.ndarray, fold: np.ndarray
     return P
 
 
-CHORD_MAX_STEPS = 200
-"""Quasi-Newton steps per fold before the fold is finished by a warm-started refit."""
-
-QN_MEMORY = 20
-"""Pairs (s, y) kept by the limited-memory BFGS of the chord path."""
-
-
 def _chord_applies(model) -> bool:
     """The chord path needs the exact objective of a fitted Newton/L-BFGS MultinomialLogit."""
     from .models import MultinomialLogit
 
     return (isinstance(model, MultinomialLogit) and hasattr(model, "coef_")
             and model.solver in ("newton", "lbfgs") and model.alpha > 0)
+
+
+def _every_fold_sees_every_class(y, fold, folds, classes) -> bool:
+    """Whether the rows outside each fold have exactly the labels ``classes`` (sorted): every
+    label of y is one of them and every class has rows outside every fold."""
+    if not np.array_equal(np.unique(y), classes) or folds.size < 2:
+        return False
+    counts = np.zeros((folds.size, classes.size), dtype=np.int64)
+    np.add.at(counts, (np.searchsorted(folds, fold), np.searchsorted(classes, y)), 1)
+    return bool(np.all(counts.sum(axis=0) - counts > 0))
 
 
 def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
@@ -179,7 +184,9 @@ def _refit(model, X: np.ndarray, y: np.ndarray, theta_start: np.ndarray | None,
 def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, starts):
     """:func:`crossfit_probabilities` with ``solver="chord"`` (its docstring); ``starts`` is
     its ``fold_starts`` (a dict, updated)."""
+    from ._fold_chord import CHORD_MAX_STEPS, chord_minimise
     from ._fold_newton import newton_applies, newton_minimise
+    from ._fold_objective import FoldObjective
     from ._refit import principal_submatrix
     from .models import _softmax as sm
 
@@ -201,10 +208,11 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
         total = None
         fold_sums = {}
         if any(p and not nt for p, nt in zip(primal, newton, strict=True)):
-            # sum_i h_i(phi) per fold: one pass over the rows in all
-            W = sm.hessian_weights(sm.probabilities(Xa, theta_fit), Q)  # (N, B, B) at phi
+            # sum_i h_i(phi) per fold, its blocks a <= b side by side (D, K D): one pass over
+            # the rows in all
+            Wu = sm._upper_hessian_weights(sm.probabilities(Xa, theta_fit), Q)  # at phi
             for f, rows in zip(folds, in_fold, strict=True):
-                fold_sums[f] = sm.weighted_block_gram(Xa[rows], W[rows])
+                fold_sums[f] = sm._gram_upper(Xa[rows], Wu[rows])
             total = sum(fold_sums.values())
         for f, rows, use_primal, use_newton in zip(folds, in_fold, primal, newton, strict=True):
             train = ~rows
@@ -213,14 +221,16 @@ def _chord_probabilities(model, X, y, fold, folds, classes, input_gram, P, start
                 start = theta_fit
             theta = None
             if use_newton:
-                phi, converged = newton_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,
-                                                 tol, CHORD_MAX_STEPS)
+                phi, converged = newton_minimise(
+                    Q.T @ start, FoldObjective(Xa[train], yidx[train], Q, alpha), tol,
+                    CHORD_MAX_STEPS)
                 theta = Q @ phi.reshape(B, D)
             elif use_primal:
-                H = (total - fold_sums[f]) / np.count_nonzero(train)
-                H[np.diag_indices_from(H)] += alpha
-                phi, converged = _chord_minimise(Q.T @ start, Xa[train], yidx[train], Q, alpha,
-                                                 tol, _cholesky_solver(H))
+                H = sm._assemble_blocks((total - fold_sums[f]) / np.count_nonzero(train), B)
+                H.flat[:: m + 1] += alpha
+                phi, converged = chord_minimise(
+                    Q.T @ start, FoldObjective(Xa[train], yidx[train], Q, alpha),
+                    sm.cholesky_factor(H), tol)
                 theta = Q @ phi.reshape(B, D)
             # Fewer rows than parameters: the model's dual Newton steps (one n x n Cholesky
             # each) beat many quasi-Newton steps there; a stalled chord is finished the same way.
@@ -241,64 +251,6 @@ def _newton_refit(model, X, y, train, Xa, yidx, Q, theta_start, gram):
         return _refit(model, X[train], y[train], theta_start, gram).theta_
     phi, _, _ = model._fit_newton(Xa[train], yidx[train], Q, None, Q.T @ theta_start, gram)
     return Q @ phi
-
-
-def _chord_minimise(phi0, Xa, yidx, Q, alpha, tol, solve):
-    """Minimise from phi0 to max |grad| <= tol: (point, whether it got there).
-
-    Limited-memory BFGS whose initial inverse Hessian is ``solve`` (the fold's Hessian at
-    phi0), with Armijo backtracking: the first step is the Newton step of that Hessian, later
-    ones correct it with the observed changes of the gradient (s^T y >= alpha ||s||^2 > 0 by
-    strong convexity, so every pair is admissible)."""
-    from ._fold_newton import armijo_backtrack, fold_objective
-
-    phi = phi0.ravel().copy()
-    f, grad = fold_objective(phi, Xa, yidx, Q, alpha)
-    pairs: list[tuple[np.ndarray, np.ndarray, float]] = []
-    for _ in range(CHORD_MAX_STEPS):
-        if np.max(np.abs(grad)) <= tol:
-            return phi, True
-        step = _two_loop(grad, pairs, solve)
-        decrement = grad @ step
-        if not decrement > 0:
-            pairs.clear()
-            step = solve(grad)
-            decrement = grad @ step
-        t, cand, (f_c, g_c) = armijo_backtrack(
-            phi, step, f, decrement, lambda p: fold_objective(p, Xa, yidx, Q, alpha))
-        if t < 1e-10 and f_c >= f:
-            break
-        s_k, y_k = cand - phi, g_c - grad
-        sy = float(s_k @ y_k)
-        if sy > 0:
-            pairs.append((s_k, y_k, 1.0 / sy))
-            if len(pairs) > QN_MEMORY:
-                pairs.pop(0)
-        phi, f, grad = cand, f_c, g_c
-    return phi, bool(np.max(np.abs(grad)) <= tol)
-
-
-def _two_loop(grad, pairs, solve):
-    """The L-BFGS product H_k^{-1} grad with H_0^{-1} = ``solve`` (Nocedal & Wright, alg. 7.4)."""
-    q = grad.copy()
-    coefs = []
-    for s_k, y_k, rho in reversed(pairs):
-        a = rho * (s_k @ q)
-        q -= a * y_k
-        coefs.append(a)
-    r = solve(q)
-    for (s_k, y_k, rho), a in zip(pairs, reversed(coefs), strict=True):
-        r += (a - rho * (y_k @ r)) * s_k
-    return r
-
-
-def _cholesky_solver(H: np.ndarray):
-    """v -> H^{-1} v by one Cholesky factor of H (LAPACK called directly: thousands of solves
-    of a few dozen unknowns per run)."""
-    from .models._softmax import cholesky_factor, cholesky_solve
-
-    factor = cholesky_factor(H)
-    return lambda v: cholesky_solve(factor, v)
 
 
 def label_pvalues(P: np.ndarray, yidx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
