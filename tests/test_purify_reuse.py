@@ -21,13 +21,12 @@ def test_cached_input_gram_gives_the_uncached_history(C, method, monkeypatch):
     given = []
     original_fit = MultinomialLogit._fit
 
-    def spy(self, X, y, sample_weight=None, *, input_gram=None, hessian_hint=None):
+    def spy(self, X, y, sample_weight=None, *, input_gram=None, **hints):
         given.append(input_gram is not None)
         if input_gram is not None:  # it must be the Gram matrix of exactly these rows
             Xa = np.hstack([X, np.ones((X.shape[0], 1))])
             np.testing.assert_allclose(input_gram, Xa @ Xa.T, rtol=1e-13)
-        return original_fit(self, X, y, sample_weight, input_gram=input_gram,
-                            hessian_hint=hessian_hint)
+        return original_fit(self, X, y, sample_weight, input_gram=input_gram, **hints)
 
     monkeypatch.setattr(MultinomialLogit, "_fit", spy)
     cached = Purifier(**kwargs).fit(X, y)

@@ -14,10 +14,10 @@ from divpred.models import _softmax as sm
 from divpred.models.multinomial import set_fitted_theta
 
 
-def _data(n=1500, d=6, C=3, seed=0):
+def _data(n=1500, d=6, C=3, seed=0, signal=1.0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))
-    W = rng.normal(size=(d, C))
+    W = signal * rng.normal(size=(d, C))
     y = np.argmax(X @ W + rng.gumbel(size=(n, C)), axis=1)
     return X, y
 
@@ -89,3 +89,37 @@ def test_hinted_refit_reaches_the_cold_fits_minimiser(hint_kind, monkeypatch):
         assert hinted_hessians < calls["n"]
         assert hinted_hessians <= 2
     np.testing.assert_allclose(plain.theta_, cold.theta_, rtol=0, atol=1e-8)
+
+
+def test_rejected_first_chord_step_gives_newtons_first_direction(monkeypatch):
+    """A far move (the 15 most influential of 300 nearly separable rows, weak alpha): the
+    first chord step is rejected. With ``hint_at_start`` the hint's factor (the exact Hessian
+    at the start, to rounding) is Newton's first direction: one Hessian fewer, the same steps
+    and minimiser."""
+    X, y = _data(n=300, d=8, C=4, seed=3, signal=10.0)
+    model = MultinomialLogit(alpha=1e-4).fit(X, y)
+    state = _state(model, X, y)
+    dropped = np.argsort(-state.self_influence)[:15]
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[dropped] = False
+    hint = downdated_data_hessian(state, dropped)
+    refit = MultinomialLogit(alpha=model.alpha)
+    Xa, yidx = sm.augment(X[keep]), np.unique(y[keep], return_inverse=True)[1]
+    phi = (state.Q.T @ model.theta_).ravel()
+    f, g, _ = refit._reduced_objective(phi, Xa, yidx, state.Q, None)
+    factor = refit._chord_factor(hint)
+    assert refit._chord_refine(phi, f, g, factor, Xa, yidx, state.Q, None) is phi  # rejected
+    counts, fits = [], []
+    for at_start in (False, True):
+        calls = _count_hessians(monkeypatch)
+        warm = MultinomialLogit(alpha=model.alpha, warm_start=True)
+        set_fitted_theta(warm, model.theta_, model.classes_)
+        fits.append(warm._fit(X[keep], y[keep], hessian_hint=hint, hint_at_start=at_start))
+        counts.append(calls["n"])
+    cold = MultinomialLogit(alpha=model.alpha).fit(X[keep], y[keep])
+    assert counts[1] == counts[0] - 1
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    for fit in fits:
+        assert fit.converged_
+        np.testing.assert_allclose(fit.theta_, cold.theta_, rtol=0,
+                                   atol=1e-9 * np.abs(cold.theta_).max())

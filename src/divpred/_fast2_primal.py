@@ -30,7 +30,6 @@ block costs one batched (B, B) x (B, n) product, e_{z,i} = sum_a (P_z T_z)_{a,i}
 from __future__ import annotations
 
 import numpy as np
-from scipy import linalg
 
 from ._state import FittedState, inverse_from_cholesky
 from .models import _softmax as sm
@@ -49,7 +48,7 @@ def primal_fixed_part(state: FittedState) -> np.ndarray:
     n, B, D, m = state.n, state.B, state.D, state.m
     Xa, R = state.Xa, state.R
     Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
-    Hti = inverse_from_cholesky(linalg.cholesky(Ht, lower=True, check_finite=False))
+    Hti = inverse_from_cholesky(sm.cholesky_factor(Ht))
     HS = Hti @ state.row_stats.S
     M1 = HS @ Hti
     M1 = 0.5 * (M1 + M1.T)
@@ -95,7 +94,10 @@ def _own_form_sums(state: FittedState, Hti: np.ndarray, P: np.ndarray, diagK: np
     # in one GEMM per block of candidates, laid out (B, n) per z so that P_z T_z is a
     # (B, B) x (B, n) product and e a reduction over B rows of contiguous length-n vectors.
     F_blocks = np.ascontiguousarray(F.reshape(n, B, D).transpose(1, 0, 2)).reshape(B * n, D).T
-    e_sum, e_diag, e_sq = np.empty(n), np.empty(n), np.empty(n)
+    # sum_i e_{z,i} and sum_i e_{z,i} K~_ii as one product of e by the columns [1, K~_ii]
+    weights = np.ones((n, 2))
+    weights[:, 1] = diagK
+    e_lin, e_sq = np.empty((n, 2)), np.empty(n)
     block = int(max(1, min(_GEMM_CANDIDATES, _BLOCK_BYTES // (8 * n * B))))
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -103,10 +105,9 @@ def _own_form_sums(state: FittedState, Hti: np.ndarray, P: np.ndarray, diagK: np
         T = (state.Xa[start:stop] @ F_blocks).reshape(stop - start, B, n)
         T[local, :, start + local] = 0.0  # z leaves the set
         for sub in range(start, stop, _FORM_CANDIDATES):
-            zs = slice(sub, min(sub + _FORM_CANDIDATES, stop))
-            Tz = T[zs.start - start : zs.stop - start]
-            e = np.einsum("zbi,zbi->zi", P[zs] @ Tz, Tz)
-            e_sum[zs] = e.sum(axis=1)
-            e_diag[zs] = e @ diagK
-            e_sq[zs] = np.einsum("zi,zi->z", e, e)
-    return e_sum, e_diag, e_sq
+            end = min(sub + _FORM_CANDIDATES, stop)
+            Tz = T[sub - start : end - start]
+            e = np.einsum("zbi,zbi->zi", np.matmul(P[sub:end], Tz), Tz)
+            np.matmul(e, weights, out=e_lin[sub:end])
+            e_sq[sub:end] = np.einsum("zi,zi->z", e, e)
+    return e_lin[:, 0], e_lin[:, 1], e_sq

@@ -46,7 +46,8 @@ def fit_rows(model, X, y, keep, gram: SubsetGram, hessian_hint=None):
     ``hessian_hint`` (:func:`downdated_data_hessian`) for a warm-started refit."""
     if not isinstance(model, MultinomialLogit):
         return model.fit(X[keep], y[keep])
-    return model._fit(X[keep], y[keep], input_gram=gram.rows(keep), hessian_hint=hessian_hint)
+    return model._fit(X[keep], y[keep], input_gram=gram.rows(keep), hessian_hint=hessian_hint,
+                      hint_at_start=True)
 
 
 def downdated_data_hessian(previous: FittedState | None, dropped) -> np.ndarray | None:

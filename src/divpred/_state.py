@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -100,8 +101,11 @@ class FittedState:
 
     @cached_property
     def H_data(self) -> np.ndarray:
-        """Mean data Hessian (1/n) sum_i h_i without the isotropic term, (m, m)."""
-        return sm.weighted_block_gram(self.Xa, self.W) / self.n
+        """Mean data Hessian (1/n) sum_i h_i without the isotropic term, (m, m); from the
+        design's pair products when the fast scores build them anyway (the same sum in one
+        GEMM of half the multiplications, equal to rounding)."""
+        pairs = self.pair_products if self.for_fast_scores else None
+        return sm.weighted_block_gram(self.Xa, self.W, pairs=pairs) / self.n
 
     @cached_property
     def H(self) -> np.ndarray:
@@ -109,9 +113,11 @@ class FittedState:
         return self.H_data + self.mu * np.eye(self.m)
 
     @cached_property
-    def cho(self):
+    def cho(self) -> np.ndarray:
+        """The lower Cholesky factor of H (``scipy.linalg.cho_factor``'s array: the same
+        LAPACK call without its wrapper's checks; the upper triangle is not cleaned)."""
         try:
-            return linalg.cho_factor(self.H, lower=True, check_finite=False)
+            return sm.cholesky_factor(self.H)
         except linalg.LinAlgError:
             raise ValueError(
                 "the damped Hessian is not positive definite; use damping > 0 or alpha > 0"
@@ -119,12 +125,12 @@ class FittedState:
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """H^{-1} rhs for rhs of shape (m,) or (m, k)."""
-        return linalg.cho_solve(self.cho, rhs, check_finite=False)
+        return sm.cholesky_solve(self.cho, rhs)
 
     @cached_property
     def Hinv(self) -> np.ndarray:
         """H^{-1}, (m, m), symmetric: the chunked passes multiply blocks of G by it."""
-        return inverse_from_cholesky(self.cho[0])
+        return inverse_from_cholesky(self.cho)
 
     @cached_property
     def HinvGt(self) -> np.ndarray:
@@ -216,8 +222,21 @@ def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
     inv, info = linalg.lapack.dpotri(L, lower=1)
     if info != 0:
         raise ValueError("the damped Hessian is singular; use damping > 0 or alpha > 0")
-    lower = np.tril(inv)
-    return lower + np.tril(lower, -1).T
+    # potri's result is Fortran-ordered with its lower triangle set: the C-ordered transpose
+    # view has it as the upper one, mirrored by one masked copy (a third of the time of
+    # np.tril + np.tril(., -1).T at m = 585; the same numbers)
+    upper = inv.T
+    out = upper.copy()
+    np.copyto(out, upper.T, where=_strictly_lower(out.shape[0]))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _strictly_lower(m: int) -> np.ndarray:
+    """The (m, m) boolean mask of the entries below the diagonal (read-only)."""
+    mask = np.tri(m, m, -1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:

@@ -147,7 +147,9 @@ def residuals(P: np.ndarray, yidx: np.ndarray) -> np.ndarray:
 def kron_rows(R: np.ndarray, Xa: np.ndarray) -> np.ndarray:
     """Row-wise Kronecker product: out[i] = R[i] (x) Xa[i], shape (n, R.shape[1] * D)."""
     n = Xa.shape[0]
-    return (R[:, :, None] * Xa[:, None, :]).reshape(n, -1)
+    # einsum without a summed index forms the same products as the broadcast R[:, :, None] *
+    # Xa[:, None, :], 1.5-2x faster for rows of a few dozen features (SD-K, digits)
+    return np.einsum("nb,nd->nbd", R, Xa).reshape(n, -1)
 
 
 def point_gradients(P: np.ndarray, yidx: np.ndarray, Xa: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -182,13 +184,19 @@ def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -
     """Accumulate ``[Xa^T diag(Wu[:, k]) Xa for k]`` side by side, shape (D, K D).
 
     One GEMM per block of rows against the K weighted copies of the block stacked column-wise
-    (a buffer reused across blocks and small enough to stay in cache).
+    (a buffer reused across blocks and small enough to stay in cache). The copies are formed
+    by einsum (the products of the broadcast Wu[:, :, None] * Xa[:, None, :], bitwise, at
+    1.5-2x its speed for D of a few dozen: a third of the Hessian's time at SD-K, n = 500).
     """
     n, D = Xa.shape
     K = Wu.shape[1]
     block = min(max(_GRAM_BUFFER_BYTES // (8 * K * D), _GRAM_MIN_ROWS), _GRAM_MAX_ROWS)
-    if out is None and n <= block:  # one block: no buffers to set up
-        return Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, K * D)
+    if n <= block:  # one block: no buffers to set up
+        prod = Xa.T @ np.einsum("nk,nd->nkd", Wu, Xa).reshape(n, K * D)
+        if out is None:
+            return prod
+        out += prod
+        return out
     if out is None:
         out = np.zeros((D, K * D))
     bs = min(block, n)
@@ -200,7 +208,7 @@ def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -
         stop = min(start + bs, n)
         Xb = Xa[start:stop]
         Z = buf[: stop - start]
-        np.multiply(Wu[start:stop, :, None], Xb[:, None, :], out=Z)
+        np.einsum("nk,nd->nkd", Wu[start:stop], Xb, out=Z)
         np.matmul(Xb.T, Z.reshape(stop - start, K * D), out=prod)
         out += prod
     return out
@@ -218,15 +226,20 @@ def _assemble_blocks(acc: np.ndarray, B: int) -> np.ndarray:
     return out
 
 
-def weighted_block_gram(Xa: np.ndarray, Wts: np.ndarray) -> np.ndarray:
+def weighted_block_gram(Xa: np.ndarray, Wts: np.ndarray,
+                        pairs: np.ndarray | None = None) -> np.ndarray:
     """sum_i Wts_i (x) xa_i xa_i^T as an (B D, B D) matrix, for Wts of shape (n, B, B).
 
     Block (a, b) is ``Xa^T diag(Wts[:, a, b]) Xa``; only a <= b is computed (symmetry).
+    ``pairs``: :func:`pair_products` of ``Xa`` when the caller has them (one GEMM, equal to
+    rounding).
     """
     B = Wts.shape[1]
     ia, ib = _upper_pairs(B)
     Xa = np.asarray(Xa, dtype=np.float64)
     Wu = np.ascontiguousarray(Wts[:, ia, ib], dtype=np.float64)
+    if pairs is not None:
+        return _gram_from_pairs(pairs, Wu, Xa.shape[1], B)
     return _assemble_blocks(_gram_upper(Xa, Wu), B)
 
 
@@ -266,28 +279,30 @@ def pair_products(Xa: np.ndarray, n_blocks: int) -> np.ndarray | None:
 
 def _gram_from_pairs(pairs: np.ndarray, Wu: np.ndarray, D: int, B: int) -> np.ndarray:
     """sum_i W_i (x) xa_i xa_i^T, (B D, B D), from :func:`pair_products` and the weights
-    ``Wu`` (n, K) of the blocks a <= b."""
-    upper = (Wu.T @ pairs).ravel()  # (K, D (D + 1) / 2): entry k <= l of each block
-    out = np.empty((B * D, B * D))
-    flat = out.reshape(-1)  # a view: scattering into it fills ``out``
-    for positions in _pair_positions(D, B):
-        flat[positions] = upper
-    return out
+    ``Wu`` (n, K) of the blocks a <= b.
+
+    Each block is symmetric: its D x D entries are gathered from its D (D + 1) / 2 products
+    in one ``take`` and placed at (a, b) and, unchanged, at (b, a) by two block scatters
+    (about twice as fast as scattering each product to its four positions: digits, D = 65).
+    """
+    upper = Wu.T @ pairs  # (K, D (D + 1) / 2): entry k <= l of each block
+    blocks = np.take(upper, _symmetric_positions(D), axis=1)  # (K, D, D)
+    ia, ib = _upper_pairs(B)
+    out = np.empty((B, B, D, D))
+    out[ia, ib] = blocks
+    out[ib, ia] = blocks
+    return out.transpose(0, 2, 1, 3).reshape(B * D, B * D)
 
 
 @functools.lru_cache(maxsize=8)
-def _pair_positions(D: int, B: int) -> tuple[np.ndarray, ...]:
-    """Flat positions in the (B D, B D) matrix of the value of (block a <= b, entry k <= l)
-    of :func:`_gram_from_pairs`: (a k, b l), (a l, b k) (each block is symmetric) and their
-    mirror images."""
-    ia, ib = _upper_pairs(B)
+def _symmetric_positions(D: int) -> np.ndarray:
+    """(D, D) indices into the row-major upper triangle (k <= l) of a symmetric D x D matrix:
+    entry (k, l) and (l, k) both read the triangle's entry of (min, max). Read-only."""
     iu, ju = np.triu_indices(D)
-    r1 = (ia[:, None] * D + iu[None, :]).ravel()
-    c1 = (ib[:, None] * D + ju[None, :]).ravel()
-    r2 = (ia[:, None] * D + ju[None, :]).ravel()
-    c2 = (ib[:, None] * D + iu[None, :]).ravel()
-    m = B * D
-    return r1 * m + c1, c1 * m + r1, r2 * m + c2, c2 * m + r2
+    out = np.empty((D, D), dtype=np.intp)
+    out[iu, ju] = out[ju, iu] = np.arange(iu.size)
+    out.flags.writeable = False
+    return out
 
 
 def data_hessian(

@@ -152,7 +152,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight)
 
     def _fit(self, X, y, sample_weight=None, *, input_gram=None,
-             hessian_hint=None) -> MultinomialLogit:
+             hessian_hint=None, hint_at_start: bool = False) -> MultinomialLogit:
         """:meth:`fit`, optionally given ``input_gram`` = [X, 1] [X, 1]^T of shape (n, n)
         and ``hessian_hint``, shape (m, m).
 
@@ -163,6 +163,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         warm-started Newton fit in the primal form then first takes chord steps with it
         (:meth:`_chord_refine`: gradients only) and finishes with exact Newton steps, usually
         one, instead of building the Hessian at every step. The minimiser is the same.
+        ``hint_at_start``: the hint is the data Hessian of these rows at the warm start itself
+        (equal to rounding, as :func:`~divpred._refit.downdated_data_hessian`'s); when the
+        first chord step is rejected, its factor then gives Newton's first direction (the
+        same matrix at the same point) instead of a new Hessian and factorisation.
         """
         self._check_params()
         X, y = check_X_y(X, y)
@@ -186,6 +190,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
 
         # One BLAS thread: the products here have a small dimension (C, d + 1 or m), where
         # threaded OpenBLAS is slower on a busy 2-core machine (see sm._single_threaded_blas).
+        first_factor = None
         with sm._single_threaded_blas():
             if self.solver == "adam":
                 theta, n_iter, converged = self._fit_adam(Xa, yidx, C, w)
@@ -195,10 +200,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                     if phi0 is None:
                         phi0 = self._subsample_start(Xa, yidx, Q, w)
                     elif self._uses_hint(hessian_hint, Xa.shape[0], Q.shape[1], d + 1):
-                        f0, g0, _ = self._reduced_objective(phi0.ravel(), Xa, yidx, Q, w)
-                        phi0 = self._chord_refine(phi0.ravel(), f0, g0, hessian_hint, Xa,
-                                                  yidx, Q, w).reshape(-1, d + 1)
-                    phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0, input_gram)
+                        start = phi0.ravel()
+                        f0, g0, _ = self._reduced_objective(start, Xa, yidx, Q, w)
+                        factor = self._chord_factor(hessian_hint)
+                        phi0 = self._chord_refine(start, f0, g0, factor, Xa, yidx, Q, w)
+                        if hint_at_start and phi0 is start:
+                            first_factor = factor
+                        phi0 = phi0.reshape(-1, d + 1)
+                    phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0, input_gram,
+                                                              first_factor)
                 else:
                     phi, n_iter, converged = self._fit_lbfgs(Xa, yidx, Q, w, phi0)
         if self.solver != "adam":
@@ -282,18 +292,27 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         if not f < np.log(Q.shape[0]) * (1.0 if w is None else float(np.mean(w))):
             return None
         H_s = sm.data_hessian(Xs, Q @ phi_s, Q, weights=ws) / n_sub
-        return self._chord_refine(phi, f, grad, H_s, Xa, yidx, Q, w).reshape(-1, D)
+        return self._chord_refine(phi, f, grad, self._chord_factor(H_s), Xa, yidx, Q,
+                                  w).reshape(-1, D)
 
-    def _chord_refine(self, phi, f, grad, H_near, Xa, yidx, Q, w):
-        """phi refined by chord steps phi <- phi - (H_near + alpha I)^{-1} grad(phi), one
-        gradient each and no new Hessian, while the gradient keeps halving, down to
-        ``_CHORD_GTOL`` (where Newton takes over). ``H_near``, (m, m): the mean data Hessian
-        at a nearby point (a subsample's, or the previous purification iteration's); a bad one
-        only costs the steps it fails to take. ``f``, ``grad``: the objective at ``phi``."""
+    def _chord_factor(self, H_near):
+        """The Cholesky factor of H_near + alpha I (:meth:`_chord_refine`'s chord), or None
+        when it is not positive definite."""
         H = H_near + self.alpha * np.eye(H_near.shape[0])
         try:
-            factor = sm.cholesky_factor(H)
+            return sm.cholesky_factor(H)
         except linalg.LinAlgError:
+            return None
+
+    def _chord_refine(self, phi, f, grad, factor, Xa, yidx, Q, w):
+        """phi refined by chord steps phi <- phi - (H_near + alpha I)^{-1} grad(phi), one
+        gradient each and no new Hessian, while the gradient keeps halving, down to
+        ``_CHORD_GTOL`` (where Newton takes over); ``phi`` itself (the same object) when no
+        step is taken. ``factor``: :meth:`_chord_factor` of H_near, (m, m), the mean data
+        Hessian at a nearby point (a subsample's, or the previous purification iteration's;
+        None: no steps); a bad one only costs the steps it fails to take. ``f``, ``grad``:
+        the objective at ``phi``."""
+        if factor is None:
             return phi
         gmax = np.max(np.abs(grad))
         for _ in range(_CHORD_MAX_STEPS):
@@ -382,7 +401,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         y = sm.cholesky_solve(sm.cholesky_lower_inplace(F), u * (Xa @ grad))
         return (grad - (u * y) @ Xa) / self.alpha
 
-    def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None):
+    def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None, first_factor=None):
+        """Damped Newton from ``phi0`` (None: zero) to ``tol``: (phi (B, D), steps,
+        converged). ``first_factor``: the Cholesky factor of the objective's Hessian at
+        ``phi0`` when the caller has it (``_fit``'s ``hint_at_start``), for the first step."""
         n, D = Xa.shape
         m = Q.shape[1] * D
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
@@ -396,7 +418,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         for it in range(1, self.max_iter + 1):
             if np.max(np.abs(grad)) <= self.tol:
                 return phi.reshape(-1, D), it - 1, True
-            step = self._newton_direction(Xa, theta, Q, w, grad, gram, pairs, probs)
+            if it == 1 and first_factor is not None and gram is None:
+                step = _cholesky_step(first_factor, grad)
+            else:
+                step = self._newton_direction(Xa, theta, Q, w, grad, gram, pairs, probs)
             decrement = grad @ step  # squared Newton decrement: twice the predicted decrease
             if decrement <= 1e-12 * max(1.0, abs(f)):
                 # Quadratic regime: the decrease is below the rounding of f, so a line search
@@ -582,6 +607,13 @@ def _check_magnitude(X: np.ndarray) -> None:
             f"overflow float64 above about {MAX_ABS_FEATURE:.0e}: standardise or rescale the "
             "features"
         )
+
+
+def _cholesky_step(factor: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """H^{-1} b from H's Cholesky factor, b checked to be finite (as cho_solve did)."""
+    if not np.all(np.isfinite(b)):
+        raise ValueError("array must not contain infs or NaNs")
+    return sm.cholesky_solve(factor, b)
 
 
 def _psd_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
