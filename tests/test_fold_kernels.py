@@ -1,7 +1,8 @@
 """The kernels of the z fold fits against explicit computations: the fold objective against a
 full-coordinate log-softmax, the compact limited-memory BFGS product against the dense BFGS
-inverse update, and the whitened chord step against the two-loop recursion with the fold
-Hessian as its initial matrix."""
+inverse update, the whitened chord step against the two-loop recursion with the fold
+Hessian as its initial matrix, and the per-row Hessian weights (the dual refits') against
+Q^T (diag(p) - p p^T) Q row by row."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,13 @@ from scipy.special import log_softmax
 from divpred import MultinomialLogit
 from divpred._fold_chord import CompactInverseBFGS, chord_minimise
 from divpred._fold_objective import FoldObjective
-from divpred.models._softmax import augment, cholesky_factor, contrast_basis, data_hessian
+from divpred.models._softmax import (
+    augment,
+    cholesky_factor,
+    contrast_basis,
+    data_hessian,
+    hessian_weights,
+)
 
 
 def _rows(n, d, C, seed):
@@ -125,3 +132,11 @@ def test_chord_minimise_reaches_tol_at_the_model_minimiser(C):
     assert np.max(np.abs(objective(phi)[1])) <= tol
     ref = MultinomialLogit(alpha=alpha, tol=tol).fit(X, y)
     assert np.linalg.norm(phi - (Q.T @ ref.theta_).ravel()) <= 2 * np.sqrt(m) * tol / alpha
+
+
+@pytest.mark.parametrize("n, C", [(1, 2), (7, 3), (50, 4), (30, 10)])
+def test_hessian_weights_are_the_projected_softmax_jacobians(n, C):
+    P = np.random.default_rng(C).dirichlet(np.ones(C), size=n)
+    Q = contrast_basis(C)
+    expected = np.stack([Q.T @ (np.diag(p) - np.outer(p, p)) @ Q for p in P])
+    np.testing.assert_allclose(hessian_weights(P, Q), expected, rtol=0, atol=1e-15)

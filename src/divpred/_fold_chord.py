@@ -18,7 +18,7 @@ and D its diagonal,
 
 a few matrix-vector products and two k x k triangular solves instead of the recursion's 4k
 vector operations (the same product as Nocedal & Wright's algorithm 7.4 up to rounding).
-The inner products S Y^T and Y Y^T are updated by one row and column per new pair.
+The inner products S Y^T and D + Y Y^T are updated by one row and column per new pair.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CompactInverseBFGS:
         self.S = np.empty((memory, m))
         self.Y = np.empty((memory, m))
         self.SY = np.zeros((memory, memory))  # s_i . y_j (the upper triangle is used)
-        self.YY = np.zeros((memory, memory))  # y_i . y_j
+        self.M = np.zeros((memory, memory))  # D + Y Y^T: y_i . y_j, plus s_i . y_i on i = j
 
     def clear(self) -> None:
         self.k = 0
@@ -54,15 +54,17 @@ class CompactInverseBFGS:
         if self.k == self.memory:
             for A in (self.S, self.Y):
                 A[:-1] = A[1:]
-            for G in (self.SY, self.YY):
+            for G in (self.SY, self.M):
                 G[:-1, :-1] = G[1:, 1:]
             self.k -= 1
         k = self.k
         self.S[k], self.Y[k] = s, y
-        self.SY[: k + 1, k] = self.S[: k + 1] @ y
+        sy = self.S[: k + 1] @ y
+        self.SY[: k + 1, k] = sy
         yy = self.Y[: k + 1] @ y
-        self.YY[: k + 1, k] = yy
-        self.YY[k, : k + 1] = yy
+        self.M[k, : k + 1] = yy
+        yy[k] += sy[k]
+        self.M[: k + 1, k] = yy
         self.k = k + 1
 
     def apply(self, g: np.ndarray) -> np.ndarray:
@@ -73,9 +75,11 @@ class CompactInverseBFGS:
         S, Y = self.S[:k], self.Y[:k]
         R = self.SY[:k, :k]
         p = dtrsv(R, S @ g)  # R^{-1} S g (upper triangle of R)
-        rhs = np.diagonal(R) * p + self.YY[:k, :k] @ p - Y @ g
-        w = dtrsv(R, rhs, trans=1)
-        return g + w @ S - p @ Y
+        w = dtrsv(R, self.M[:k, :k] @ p - Y @ g, trans=1)
+        out = w @ S
+        out -= p @ Y
+        out += g
+        return out
 
 
 def chord_minimise(phi0: np.ndarray, objective: FoldObjective, factor: np.ndarray, tol: float,
@@ -102,7 +106,7 @@ def chord_minimise(phi0: np.ndarray, objective: FoldObjective, factor: np.ndarra
     white = dtrsv(factor, grad, lower=1)  # L^{-1} grad
     memory = CompactInverseBFGS(phi.size)
     for _ in range(max_steps):
-        if np.max(np.abs(grad)) <= tol:
+        if np.abs(grad).max() <= tol:
             return phi, True
         direction = memory.apply(white)  # the whitened step
         step = dtrsv(factor, direction, lower=1, trans=1)  # L^{-T} direction
@@ -116,8 +120,8 @@ def chord_minimise(phi0: np.ndarray, objective: FoldObjective, factor: np.ndarra
         if t < 1e-10 and f_c >= f:
             break
         white_c = dtrsv(factor, g_c, lower=1)
-        s_w, y_w = -t * direction, white_c - white  # the pair in whitened coordinates
+        s_w, y_w = direction * -t, white_c - white  # the pair in whitened coordinates
         if float(s_w @ y_w) > 0:
             memory.push(s_w, y_w)
         phi, f, grad, white = cand, f_c, g_c, white_c
-    return phi, bool(np.max(np.abs(grad)) <= tol)
+    return phi, bool(np.abs(grad).max() <= tol)
