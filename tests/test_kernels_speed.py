@@ -255,3 +255,65 @@ def test_principal_submatrix_equals_fancy_index():
     A = rng.normal(size=(40, 40))
     keep = rng.random(40) < 0.7
     np.testing.assert_array_equal(principal_submatrix(A, keep), A[np.ix_(keep, keep)])
+
+
+@pytest.mark.parametrize("C", [2, 4, 10])
+def test_hessian_shift_coefficients_equal_per_point_matrices(C):
+    """hessian_shift_coefficients (no C x C matrix per point) against, point by point,
+    Q^T W_i v_i with Z_i = Q Qd_i Q^T, v_i = diag(Z_i) - 2 Z_i p_i, W_i = diag p_i - p_i p_i^T."""
+    rng = np.random.default_rng(C)
+    n, B = 40, C - 1
+    Q = sm.contrast_basis(C)
+    P = rng.dirichlet(np.ones(C), size=n)
+    Qd = rng.normal(size=(n, B, B))
+    Qd = Qd + Qd.transpose(0, 2, 1)
+    coef = sm.hessian_shift_coefficients(P, Q, Qd)
+    for i in range(n):
+        Z = Q @ Qd[i] @ Q.T
+        v = np.diag(Z) - 2.0 * Z @ P[i]
+        expected = Q.T @ (np.diag(P[i]) - np.outer(P[i], P[i])) @ v
+        np.testing.assert_allclose(coef[i], expected, rtol=0,
+                                   atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("few_rows", [False, True])
+@pytest.mark.parametrize("n,d,C", [(30, 20, 3), (150, 3, 4)])
+def test_first_order_terms_equal_explicit_matrices(n, d, C, few_rows, monkeypatch):
+    """Every term of scores._first_order_terms (the primal form) against the definitions in
+    scores' docstring with explicit n x n and m x m matrices, with M = H^{-1} G^T Phi G H^{-1}
+    formed from G^T Phi G and from the rows sqrt(d'_i) H^{-1} g_i (``few_rows``), and the
+    record's pass building sum_i d'_i g_i g_i^T only where the former needs it."""
+    from divpred.scores import _first_order_terms
+
+    monkeypatch.setattr(FittedState, "few_rows", property(lambda self: few_rows))
+    X, y = make_classification(n, d, C, seed=n + C)
+    model = MultinomialLogit(alpha=1e-2).fit(X, y)
+    st = FittedState.from_model(model, X, y, for_fast_scores=True)
+    assert (st.row_stats.dgram is None) == few_rows
+    Xa, G, W = st.Xa, st.G, st.W
+    h = [np.kron(W[i], np.outer(Xa[i], Xa[i])) for i in range(n)]
+    H = np.sum(h, axis=0) / n + st.mu * np.eye(st.m)
+    Hinv = np.linalg.inv(H)
+    K = -G @ Hinv @ G.T
+    N = n * (n - 1.0)
+    off = ~np.eye(n, dtype=bool)
+    S1, S2 = K[off].sum(), (K[off] ** 2).sum()
+    Phi = (2.0 / N) * (K - S1 / N)
+    np.fill_diagonal(Phi, 0.0)
+    U = Phi @ G @ Hinv
+    M = Hinv @ G.T @ Phi @ G @ Hinv
+    B, D = st.B, st.D
+    Qd = np.stack([[[Xa[i] @ M[a * D:(a + 1) * D, b * D:(b + 1) * D] @ Xa[i]
+                     for b in range(B)] for a in range(B)] for i in range(n)])
+    coef_h = sm.hessian_shift_coefficients(st.P, st.Q, Qd)
+    c = sum(-2.0 * h[i] @ U[i] + np.kron(coef_h[i], Xa[i]) / n for i in range(n))
+    expected = {
+        "S1": S1, "S2": S2, "r": K.sum(axis=1), "s": (K * K).sum(axis=1),
+        "dprime": -np.diag(K), "t": sm.block_rows_dot(U, Xa),
+        "qw": np.einsum("nab,nab->n", Qd, W), "coef_h": coef_h,
+        "shift": G @ Hinv @ c / n, "s_vec": sm.block_rows_dot(G @ Hinv / n, Xa),
+    }
+    got = _first_order_terms(st)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=0,
+                                   atol=1e-12 * np.abs(value).max(), err_msg=key)

@@ -50,8 +50,12 @@ def primal_fixed_part(state: FittedState) -> np.ndarray:
     Ht = (n / (n - 1.0)) * state.H_data + state.mu * np.eye(m)
     Hti = inverse_from_cholesky(sm.cholesky_factor(Ht))
     HS = Hti @ state.row_stats.S
-    M1 = HS @ Hti
-    M1 = 0.5 * (M1 + M1.T)
+    F = state.G @ Hti  # rows F_i = H~^{-1} g_i, (n, m): the rows t_{z,i} need them anyway
+    if state.few_rows:  # M1 = F^T F by one SYRK (n m^2 / 2), cheaper than HS H~^{-1} (m^3)
+        M1 = F.T @ F
+    else:
+        M1 = HS @ Hti
+        M1 = 0.5 * (M1 + M1.T)
     M2 = HS @ M1
     M2 = -0.5 * (M2 + M2.T)
     Hd, Q1, Q2 = sm.block_quadratic_forms_many(Xa, [Hti, M1, M2], B, pairs=state.pair_products)
@@ -68,7 +72,7 @@ def primal_fixed_part(state: FittedState) -> np.ndarray:
     P = np.linalg.solve(np.eye(B)[None] - Wz @ Hd, Wz)
     P = 0.5 * (P + P.transpose(0, 2, 1))
 
-    e_sum, e_diag, e_sq = _own_form_sums(state, Hti, P, diagK)
+    e_sum, e_diag, e_sq = _own_form_sums(state, F, P, diagK)
     a = t_all - t_own
     A = Q1 - t_own[:, :, None] * t_own[:, None, :]
     tk = t_own[:, :, None] * k_own[:, None, :]
@@ -86,10 +90,10 @@ def primal_fixed_part(state: FittedState) -> np.ndarray:
     return (sum_k2 + s2) / Np - ((sum_k - s1) / Np) ** 2
 
 
-def _own_form_sums(state: FittedState, Hti: np.ndarray, P: np.ndarray, diagK: np.ndarray):
-    """sum_i e_{z,i}, sum_i e_{z,i} K~_ii and sum_i e_{z,i}^2 over i != z, for every z."""
+def _own_form_sums(state: FittedState, F: np.ndarray, P: np.ndarray, diagK: np.ndarray):
+    """sum_i e_{z,i}, sum_i e_{z,i} K~_ii and sum_i e_{z,i}^2 over i != z, for every z, from
+    the rows F_i = H~^{-1} g_i, ``F`` of shape (n, m)."""
     n, B, D = state.n, state.B, state.D
-    F = state.G @ Hti  # rows F_i = H~^{-1} g_i, (n, m)
     # Column (a, i) of these is block a of F_i: xa_z times them is t_{z,i}[a] for every a and i
     # in one GEMM per block of candidates, laid out (B, n) per z so that P_z T_z is a
     # (B, B) x (B, n) product and e a reduction over B rows of contiguous length-n vectors.

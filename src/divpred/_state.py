@@ -140,8 +140,10 @@ class FittedState:
     @cached_property
     def row_stats(self) -> GradientRowStats:
         """S = G^T G, d'_i, xa_i . (H^{-1} g_i)_a (and sum_i d'_i g_i g_i^T when
-        ``for_fast_scores``) from one row-chunked pass: nothing n x m is held."""
-        return gradient_row_stats(self, with_dgram=self.for_fast_scores and not self.binary_dual)
+        ``for_fast_scores``, unless ``few_rows``: the fast scores then form
+        H^{-1} (that sum) H^{-1} from the rows) from one row-chunked pass: nothing n x m is held."""
+        return gradient_row_stats(self, with_dgram=self.for_fast_scores and not (
+            self.binary_dual or self.few_rows))
 
     @cached_property
     def pair_products(self) -> np.ndarray | None:
@@ -176,6 +178,13 @@ class FittedState:
     def Mx_dual(self) -> np.ndarray:
         """Xa H^{-1} Xa^T for a binary model (B = 1), from n x n algebra only, (n, n)."""
         return dual_gram(self.Gm, self.W[:, 0, 0] / self.n, self.mu)
+
+    @property
+    def few_rows(self) -> bool:
+        """n < 2 m: the symmetric m x m products of the fast scores are then cheaper as one
+        SYRK of n rows of H^{-1}-transformed gradients (n m^2 / 2) than as m x m products (m^3
+        each); see ``scores._first_order_terms`` and ``_fast2_primal``."""
+        return self.n < 2 * self.m
 
     @property
     def binary_dual(self) -> bool:

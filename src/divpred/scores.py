@@ -391,20 +391,29 @@ def _first_order_terms(state: FittedState) -> dict:
     - (S1/N)(1 col^T - G)) (K G = -G H^{-1} S), the rows u_i of U = Phi G H^{-1} are
     u_i = (2/N)(-A2 g_i + (d'_i + S1/N) F_i - (S1/N) Hcol), so t_i = U_i xa_i needs only the
     per-point tA_i, tH_i and xa_i . Hcol_a; and M = H^{-1} G^T Phi G H^{-1} with
-    G^T Phi G = (2/N)(-S H^{-1} S + sum_i d'_i g_i g_i^T - (S1/N)(col col^T - S)).
+    G^T Phi G = (2/N)(-S H^{-1} S + sum_i d'_i g_i g_i^T - (S1/N)(col col^T - S)), i.e.
+    M = (2/N)(-A2 S H^{-1} + Fd^T Fd - (S1/N)(Hcol Hcol^T - A2)) with the rows
+    sqrt(d'_i) F_i of Fd: so formed when n < 2 m (``FittedState.few_rows``: one GEMM and one
+    SYRK of n rows instead of three m x m products), else from G^T Phi G.
     """
     n, B, D = state.n, state.B, state.D
     rows = state.row_stats
     dprime, Hinv, S = rows.dprime, state.Hinv, rows.S
-    dgram = rows.dgram if rows.dgram is not None else dprime_gram(state, dprime)
     col = state.col
     S1, S2 = state.pair_sums
     N = n * (n - 1.0)
     HinvS = state.HinvS
     A2 = HinvS @ Hinv
     A2 = 0.5 * (A2 + A2.T)
-    GtPhiG = (2.0 / N) * (-(S @ HinvS) + dgram - (S1 / N) * (np.outer(col, col) - S))
-    M = Hinv @ GtPhiG @ Hinv
+    if state.few_rows:
+        Fd = state.G @ Hinv
+        Fd *= np.sqrt(np.clip(dprime, 0.0, None))[:, None]
+        hcol = Hinv @ col
+        M = (2.0 / N) * (-(A2 @ HinvS.T) + Fd.T @ Fd - (S1 / N) * (np.outer(hcol, hcol) - A2))
+    else:
+        dgram = rows.dgram if rows.dgram is not None else dprime_gram(state, dprime)
+        GtPhiG = (2.0 / N) * (-(S @ HinvS) + dgram - (S1 / N) * (np.outer(col, col) - S))
+        M = Hinv @ GtPhiG @ Hinv
     M = 0.5 * (M + M.T)
     more = score_row_stats(state, A2, M)
 

@@ -436,8 +436,11 @@ def hessian_shift_coefficients(P: np.ndarray, Q: np.ndarray, Qd: np.ndarray) -> 
     The third-derivative term: for a symmetric M with Qd_i[a, b] = xa_i^T M_ab xa_i,
     d<M, h_i>/d(phi) = (Q^T W_i v_i) (x) xa_i.
     """
-    Z = np.einsum("ca,nab,eb->nce", Q, Qd, Q, optimize=True)
-    v = np.einsum("ncc->nc", Z) - 2.0 * np.einsum("nce,ne->nc", Z, P)
+    n, B = Qd.shape[0], Q.shape[1]
+    QdQ = (Qd.reshape(n * B, B) @ Q.T).reshape(n, B, Q.shape[0])  # column c: Qd_i q_c
+    # diag(Z_i)_c = q_c^T Qd_i q_c and (Z_i p_i)_c = (Q^T p_i)^T Qd_i q_c (Qd_i symmetric):
+    # Z_i itself (C x C per point) is never formed
+    v = np.einsum("cb,nbc->nc", Q, QdQ) - 2.0 * np.einsum("nb,nbc->nc", P @ Q, QdQ)
     Wv = P * v - P * np.sum(P * v, axis=1, keepdims=True)  # W_i v_i
     return Wv @ Q
 
