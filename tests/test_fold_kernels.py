@@ -140,3 +140,21 @@ def test_hessian_weights_are_the_projected_softmax_jacobians(n, C):
     Q = contrast_basis(C)
     expected = np.stack([Q.T @ (np.diag(p) - np.outer(p, p)) @ Q for p in P])
     np.testing.assert_allclose(hessian_weights(P, Q), expected, rtol=0, atol=1e-15)
+
+
+def test_every_fold_sees_every_class_is_the_per_fold_label_check():
+    """The count-table check against its definition: np.unique of every fold's training
+    labels equals the classes (random labels, folds and class sets, strings too)."""
+    from divpred.calibration import _every_fold_sees_every_class
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n = int(rng.integers(1, 25))
+        y = rng.integers(0, 4, n)
+        if trial % 2:
+            y = np.array(["a", "b", "c", "d"], dtype=object)[y]
+        fold = rng.integers(0, int(rng.integers(1, 6)), n)
+        classes = np.unique(y if trial % 3 else y[: max(1, n // 2)])
+        folds = np.unique(fold)
+        expected = all(np.array_equal(np.unique(y[fold != f]), classes) for f in folds)
+        assert _every_fold_sees_every_class(y, fold, folds, classes) == expected
