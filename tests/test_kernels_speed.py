@@ -170,6 +170,20 @@ def test_block_quadratic_forms_many_equal_explicit_forms(with_pairs):
                                atol=1e-12 * np.abs(expected).max())
 
 
+
+def explicit_first_order(G, Hinv):
+    """K = -G H^{-1} G^T, its pair sums S1, S2, U = Phi G H^{-1} and M = H^{-1} G^T Phi G H^{-1}
+    with Phi = (2/N)(K - S1/N) off the diagonal (scores' docstring), as explicit matrices."""
+    n = G.shape[0]
+    K = -G @ Hinv @ G.T
+    N = n * (n - 1.0)
+    off = ~np.eye(n, dtype=bool)
+    S1, S2 = K[off].sum(), (K[off] ** 2).sum()
+    Phi = (2.0 / N) * (K - S1 / N)
+    np.fill_diagonal(Phi, 0.0)
+    return K, S1, S2, Phi @ G @ Hinv, Hinv @ G.T @ Phi @ G @ Hinv
+
+
 def _binary_dual_state(n=24, d=40, seed=11, outlier=False):
     X, y = make_classification(n, d, 2, seed=seed)
     if outlier:  # a high-leverage point: its Woodbury correction dominates its own sums
@@ -202,14 +216,7 @@ def test_dual_first_order_terms_equal_explicit_matrices():
     G = r[:, None] * Xa
     H = Xa.T @ ((w / n)[:, None] * Xa) + st.mu * np.eye(st.D)
     Hinv = np.linalg.inv(H)
-    K = -G @ Hinv @ G.T
-    N = n * (n - 1.0)
-    off = ~np.eye(n, dtype=bool)
-    S1, S2 = K[off].sum(), (K[off] ** 2).sum()
-    Phi = (2.0 / N) * (K - S1 / N)
-    np.fill_diagonal(Phi, 0.0)
-    U = Phi @ G @ Hinv
-    M = Hinv @ G.T @ Phi @ G @ Hinv
+    K, S1, S2, U, M = explicit_first_order(G, Hinv)
     expected = {
         "S1": S1, "S2": S2, "r": K.sum(axis=1), "s": (K * K).sum(axis=1),
         "dprime": -np.diag(K), "t": np.sum(U * Xa, axis=1)[:, None],
@@ -294,14 +301,7 @@ def test_first_order_terms_equal_explicit_matrices(n, d, C, few_rows, monkeypatc
     h = [np.kron(W[i], np.outer(Xa[i], Xa[i])) for i in range(n)]
     H = np.sum(h, axis=0) / n + st.mu * np.eye(st.m)
     Hinv = np.linalg.inv(H)
-    K = -G @ Hinv @ G.T
-    N = n * (n - 1.0)
-    off = ~np.eye(n, dtype=bool)
-    S1, S2 = K[off].sum(), (K[off] ** 2).sum()
-    Phi = (2.0 / N) * (K - S1 / N)
-    np.fill_diagonal(Phi, 0.0)
-    U = Phi @ G @ Hinv
-    M = Hinv @ G.T @ Phi @ G @ Hinv
+    K, S1, S2, U, M = explicit_first_order(G, Hinv)
     B, D = st.B, st.D
     Qd = np.stack([[[Xa[i] @ M[a * D:(a + 1) * D, b * D:(b + 1) * D] @ Xa[i]
                      for b in range(B)] for a in range(B)] for i in range(n)])

@@ -14,6 +14,8 @@ from ._validation import MIN_POINTS, check_features, check_labels
 from .models import _softmax as sm
 from .models._alpha import fitted_alpha
 
+_FEW_ROWS_BYTES = 64 * 2**20
+
 
 @dataclass
 class FittedState:
@@ -183,8 +185,9 @@ class FittedState:
     def few_rows(self) -> bool:
         """n < 2 m: the symmetric m x m products of the fast scores are then cheaper as one
         SYRK of n rows of H^{-1}-transformed gradients (n m^2 / 2) than as m x m products (m^3
-        each); see ``scores._first_order_terms`` and ``_fast2_primal``."""
-        return self.n < 2 * self.m
+        each); see ``scores._first_order_terms`` and ``_fast2_primal``. Only while those n x m
+        rows take at most ``_FEW_ROWS_BYTES`` (fast1 at large n holds nothing n x m)."""
+        return self.n < 2 * self.m and 8 * self.n * self.m <= _FEW_ROWS_BYTES
 
     @property
     def binary_dual(self) -> bool:
