@@ -45,8 +45,8 @@ the primal form, memory O(n m) plus blocks of candidate rows (:mod:`divpred._fas
 the binary dual form holds three n x n matrices (:mod:`divpred._fast2_dual`).
 
 ``"fast"`` picks fast1 when n >= ``FAST1_MIN_RATIO`` m (the first-order expansion in 1/n is then
-accurate: Spearman >= 0.97 with exact on the paper's SD data) or when n > ``FAST2_MAX_N`` (the
-n x n path would not fit), and fast2 otherwise (n < m, e.g. images).
+accurate: Spearman >= 0.97 with exact on the paper's SD data) or when n > ``FAST2_MAX_N`` (fast2's
+O(n^2 m) time, and the binary dual form's n x n matrices), and fast2 otherwise (n < m, e.g. images).
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ __all__ = ["DELTA_METHODS", "delta_scores"]
 
 FAST_METHODS = ("fast", "fast1", "fast2")
 FAST1_MIN_RATIO = 5.0
-FAST2_MAX_N = 4000  # set for the former n x n path (K~ V: 4000^2 * 3 * 8 B = 384 MB)
+# fast2 costs O(n^2 m) in the primal form and its binary dual holds three n x n matrices
+# (4000^2 * 3 * 8 B = 384 MB); beyond this n, fast1
+FAST2_MAX_N = 4000
 _CHUNK_BYTES = 256 * 2**20  # working memory per batch of candidates in the exact path
 
 
