@@ -63,8 +63,6 @@ def newton_minimise(phi0: np.ndarray, objective: FoldObjective, tol: float,
     n, D = Xa.shape
     B = Q.shape[1]
     m = B * D
-    ia, ib = sm._upper_pairs(B)
-    pair_weights = Q[:, ia] * Q[:, ib]  # Q^T diag(p) Q = sum_c p_c q_c q_c^T, entries a <= b
 
     def with_probs(phi):
         return objective(phi, with_probs=True)
@@ -74,11 +72,9 @@ def newton_minimise(phi0: np.ndarray, objective: FoldObjective, tol: float,
     for _ in range(max_steps):
         if np.max(np.abs(grad)) <= tol:
             return phi, True
-        QP = P @ Q
-        Wu = P @ pair_weights - QP[:, ia] * QP[:, ib]  # Q^T W_i Q, entries a <= b
         # the blocks a <= b of sum_i (Q^T W_i Q) (x) xa_i xa_i^T side by side, (D, K D): one
-        # GEMM (the rows are few, see NEWTON_MAX_WORK)
-        upper = Xa.T @ (Wu[:, :, None] * Xa[:, None, :]).reshape(n, -1)
+        # GEMM while the rows fit one block of _gram_upper (they are few, see NEWTON_MAX_WORK)
+        upper = sm._gram_upper(Xa, sm._upper_hessian_weights(P, Q))
         H = (upper if B == 1 else sm._assemble_blocks(upper, B)) / n
         H.flat[:: m + 1] += alpha
         try:
