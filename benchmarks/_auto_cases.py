@@ -197,6 +197,16 @@ def region_relabel(X: np.ndarray, y: np.ndarray, rate: float, seed: int,
     return y_new, mask, direction
 
 
+def flipped_labels(y_true: np.ndarray, family: str, rate: float, classes: np.ndarray,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, mask) of the ``clean``, ``noise`` (uniform) and ``pair`` (c -> c + 1) families:
+    :func:`divpred.data.flip_labels` of exactly ``round(rate * n)`` rows, or no change."""
+    if family == "clean":
+        return y_true.copy(), np.zeros(y_true.shape[0], dtype=bool)
+    kind = {"noise": "uniform", "pair": "pairwise"}[family]
+    return flip_labels(y_true, rate, kind=kind, classes=classes, random_state=seed)
+
+
 def build_sklearn(n: int, seed: int, *, data: str, family: str, rate: float = 0.0) -> CaseData:
     X_all, y_all = sklearn_source(data)
     pool, test_rows = sklearn_pool(data)
@@ -213,11 +223,8 @@ def build_sklearn(n: int, seed: int, *, data: str, family: str, rate: float = 0.
         X, X_test = scaler.transform(X), scaler.transform(X_test)
     classes = np.unique(y_all)
     extra = {"rows": rows}
-    if family == "clean":
-        y, mask = y_true.copy(), np.zeros(n, dtype=bool)
-    elif family in ("noise", "pair"):
-        kind = "uniform" if family == "noise" else "pairwise"
-        y, mask = flip_labels(y_true, rate, kind=kind, classes=classes, random_state=seed)
+    if family in ("clean", "noise", "pair"):
+        y, mask = flipped_labels(y_true, family, rate, classes, seed)
     elif family == "region":
         y, mask, extra["direction"] = region_relabel(X, y_true, rate, seed, classes)
     else:

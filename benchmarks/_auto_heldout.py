@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from _auto_cases import Case, CaseData, build_sd, build_sklearn
+from _auto_cases import Case, CaseData, build_sd, build_sklearn, flipped_labels
 from divpred.data import flip_labels
 
 IRIS_TEST_ROWS = 50
@@ -37,11 +37,7 @@ def build_iris(n: int, seed: int, *, family: str, rate: float = 0.0) -> CaseData
     scaler = StandardScaler().fit(X_all[train])
     X, X_test = scaler.transform(X_all[train]), scaler.transform(X_all[test])
     y_true = y_all[train]
-    if family == "clean":
-        y, mask = y_true.copy(), np.zeros(n, dtype=bool)
-    else:
-        kind = "uniform" if family == "noise" else "pairwise"
-        y, mask = flip_labels(y_true, rate, kind=kind, classes=np.arange(3), random_state=seed)
+    y, mask = flipped_labels(y_true, family, rate, np.arange(3), seed)
     return CaseData(X, y, X_test, y_all[test], mask, y_true)
 
 

@@ -24,8 +24,7 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from _auto_cases import Case, CaseData
-from divpred.data import flip_labels
+from _auto_cases import Case, CaseData, flipped_labels
 
 STRANGER_TEST_FRACTION = 0.4
 
@@ -61,12 +60,7 @@ def build_generated(n: int, seed: int, *, generator: str, family: str,
         X_all, y_all, train_size=n, stratify=y_all, random_state=0)
     scaler = StandardScaler().fit(X)
     X, X_test = scaler.transform(X), scaler.transform(X_test)
-    classes = np.unique(y_all)
-    if family == "clean":
-        y, mask = y_true.copy(), np.zeros(n, dtype=bool)
-    else:
-        kind = "uniform" if family == "noise" else "pairwise"
-        y, mask = flip_labels(y_true, rate, kind=kind, classes=classes, random_state=seed)
+    y, mask = flipped_labels(y_true, family, rate, np.unique(y_all), seed)
     return CaseData(X, y, X_test, y_test, mask, y_true)
 
 
