@@ -105,14 +105,47 @@ def measure_size(n: int, *, auto: bool, iteration: bool, noise: float = 0.05,
         row["iter_s"] = pur.seconds_[1] if len(pur.seconds_) > 1 else float("nan")
     if auto:
         y_noisy = flip_labels(y, noise)
-        pur, row["auto_s"], row["auto_MB"] = _step(lambda: Purifier(**base).fit(X, y_noisy))
+        X_test, y_test = onehot_test_rows(seed=seed)
+        flipped = y_noisy != y
+        pur, row["auto_s"], row["auto_MB"] = _step(lambda: Purifier(**base).fit(
+            X, y_noisy, eval_set=(X_test, y_test), contamination=flipped))
         row["auto_cpu_s"] = LAST_CPU["s"]
         row["auto_noise"] = noise
         row["auto_iterations"] = int(pur.stop_iteration_)
         row["auto_best"] = int(pur.best_iteration_)
         row["auto_removed"] = int(pur.best_iteration_ * pur.k_)
         row["auto_stopped_by"] = str(pur.stopped_by_)
+        row.update(auto_quality(pur, X_test, y_test, int(flipped.sum())))
     return row
+
+
+def onehot_test_rows(rows: int = 20_000, seed: int = 0):
+    """Clean test rows of :func:`bench_scale.onehot_numpy`'s rule (its weights, for ``seed``),
+    from a block index no training set reaches, so that no training row is repeated."""
+    from divpred.backends.dask_backend import _onehot_block
+
+    n_groups, levels, n_classes = 10, 4, 4  # onehot_numpy's defaults
+    weights = np.random.default_rng(seed).normal(size=(n_groups * levels, n_classes))
+    return _onehot_block(10**9, rows, n_groups, levels, n_classes, seed, weights)
+
+
+def auto_quality(pur, X_test, y_test, n_flipped: int) -> dict:
+    """Test accuracy at the start, at the chosen iteration and of the returned model, the
+    precision and recall of the rows removed for the flipped labels, and the two parts of the
+    auto rule (the calibration crossing and the knee of V, from the run's own history)."""
+    from divpred import stopping
+
+    h = pur.history_
+    decision = stopping.auto_decision(h["label_excess_z"], h["variance"], h["size"], final=True)
+    best = int(pur.best_iteration_)
+    caught = int(h["contaminants_removed"].iloc[best])
+    removed = int(h["size"].iloc[0] - h["size"].iloc[best])
+    return {"auto_start_acc": float(h["eval_accuracy"].iloc[0]),
+            "auto_acc_at_best": float(h["eval_accuracy"].iloc[best]),
+            "auto_model_acc": float(np.mean(pur.model_.predict(X_test) == y_test)),
+            "auto_precision": caught / removed if removed else float("nan"),
+            "auto_recall": caught / n_flipped if n_flipped else float("nan"),
+            "auto_crossing": decision.calibrated, "auto_knee": decision.knee}
 
 
 def fitted_exponent(rows, key: str, min_n: int = 10_000) -> float:

@@ -311,6 +311,10 @@ SIZE_COLUMNS = [
     ("iter_MB", "iter MB"), ("auto_s", "auto s"), ("auto_cpu_s", "auto CPU s"),
     ("auto_iterations", "auto its"),
     ("auto_best", "best"), ("auto_removed", "removed"), ("auto_stopped_by", "stopped by"),
+    ("auto_crossing", "crossing"), ("auto_knee", "knee"),
+    ("auto_precision", "precision"), ("auto_recall", "recall"),
+    ("auto_start_acc", "acc start"), ("auto_acc_at_best", "acc chosen"),
+    ("auto_model_acc", "acc model"),
     ("auto_MB", "auto MB"), ("load", "load"),
 ]
 
