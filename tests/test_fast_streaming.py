@@ -59,6 +59,30 @@ def test_chunked_fast1_equals_in_memory_formulas(n, d, C):
     np.testing.assert_allclose(delta_scores(model, X, y, "self_influence"), dprime, rtol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [16, 1024])
+def test_gradient_row_stats_equal_explicit_sums(rows, monkeypatch):
+    """The first row pass (blocks of ``rows``, SYRKs into upper triangles, H^{-1}'s stacked
+    blocks) against S = G^T G, d'_i = g_i^T H^{-1} g_i, xa_i . (H^{-1} g_i)_a and
+    sum_i d'_i g_i g_i^T from whole n x m arrays."""
+    import divpred._rowpass as rp
+
+    monkeypatch.setattr(rp, "_SYRK_ROWS", rows)
+    X, y = make_classification(150, 5, 4, seed=8)
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    st = FittedState.from_model(model, X, y)
+    got = rp.gradient_row_stats(st, with_dgram=True)
+    G = model.per_point_gradients(X, y)
+    F = G @ np.linalg.inv(model.hessian(X))
+    d = np.einsum("ij,ij->i", G, F)
+    expected = {"S": G.T @ G, "dprime": d, "dgram": (G * d[:, None]).T @ G,
+                "tH": np.einsum("nbd,nd->nb", F.reshape(150, st.B, st.D), st.Xa)}
+    for name, want in expected.items():
+        value = getattr(got, name)
+        np.testing.assert_allclose(value, want, rtol=0, atol=1e-12 * np.abs(want).max())
+        if value.ndim == 2 and name != "tH":
+            np.testing.assert_array_equal(value, value.T)
+
+
 @pytest.mark.parametrize("method", ["fast1", "fast2"])
 def test_fast_scores_do_not_depend_on_chunk_size(method):
     X, y = make_classification(150, 5, 4, seed=3)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import blas
 
 from .models import _softmax as sm
 
@@ -56,28 +57,57 @@ def _chunks(n: int, rows: int):
 
 
 def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
-    """The first pass of the module docstring over ``state`` (a :class:`FittedState`)."""
+    """The first pass of the module docstring over ``state`` (a :class:`FittedState`).
+
+    Blocks of at most ``_SYRK_ROWS`` rows, G built into one buffer reused across blocks (so it
+    stays in cache between the SYRK of S, the scaling by sqrt(d'_i) and the SYRK of Dg); each
+    SYRK adds into the upper triangle only, mirrored once at the end.
+    """
     n, B, m = state.n, state.B, state.m
-    Hinv = state.Hinv
     S = np.zeros((m, m))
     dgram = np.zeros((m, m)) if with_dgram else None
     dprime = np.empty(n)
     tH = np.empty((n, B))
-    for sl in _chunks(n, state.chunk_rows):
-        Xc = state.Xa[sl]
-        Gc = sm.kron_rows(state.R[sl], Xc)
-        S += Gc.T @ Gc  # numpy calls SYRK for A.T @ A
+    rows = min(state.chunk_rows, _SYRK_ROWS, n)
+    G_buf = np.empty((rows, B, state.D))
+    Hinv_blocks = sm.upper_blocks_side_by_side([state.Hinv], B, state.D)  # once, not per block
+    for sl in _chunks(n, rows):
+        Xc, Rc = state.Xa[sl], state.R[sl]
+        Gv = G_buf[: Xc.shape[0]]
+        np.einsum("nb,nd->nbd", Rc, Xc, out=Gv)  # g_i = R_i (x) xa_i
+        Gt = Gv.reshape(Xc.shape[0], m).T  # Fortran-ordered: BLAS reads it in place
+        add_syrk_upper(Gt, S)
         # xa_i . (H^{-1} g_i)_a from the B x B quadratic forms xa_i^T (H^{-1})_ab xa_i: a GEMM
         # of the D-wide block instead of the m-wide G by H^{-1} (2/3 of the work)
-        tHc = sm.contract_forms(sm.block_quadratic_forms(Xc, Hinv, B), state.R[sl])
-        dc = np.einsum("ia,ia->i", state.R[sl], tHc)  # g_i . F_i with g_i = R_i (x) xa_i
+        qH = sm.symmetric_from_upper(sm.stacked_quadratic_forms(Xc, Hinv_blocks), B)
+        tHc = sm.contract_forms(qH, Rc)
+        dc = np.einsum("ia,ia->i", Rc, tHc)  # g_i . F_i with g_i = R_i (x) xa_i
         dprime[sl] = dc
         tH[sl] = tHc
         if dgram is not None:
-            Gc *= np.sqrt(np.clip(dc, 0.0, None))[:, None]
-            dgram += Gc.T @ Gc
-    return GradientRowStats(S=_sym(S), dprime=dprime, tH=tH,
-                            dgram=None if dgram is None else _sym(dgram))
+            Gv *= np.sqrt(np.clip(dc, 0.0, None))[:, None, None]
+            add_syrk_upper(Gt, dgram)
+    return GradientRowStats(S=_mirror_upper(S), dprime=dprime, tH=tH,
+                            dgram=None if dgram is None else _mirror_upper(dgram))
+
+
+# Rows per block of the first pass: the block of G (rows x m doubles, 1 MB at m = 123) stays in
+# L2 for its two SYRKs
+_SYRK_ROWS = 1024
+
+
+def add_syrk_upper(At: np.ndarray, C: np.ndarray) -> None:
+    """C += A^T A in the upper triangle of the C-ordered (m, m) ``C`` (the lower one of its
+    Fortran view, updated in place by BLAS syrk), for the Fortran-ordered (m, rows) ``At``;
+    the lower triangle of ``C`` is neither read nor meaningful."""
+    out = blas.dsyrk(1.0, At, beta=1.0, c=C.T, trans=0, lower=1, overwrite_c=1)
+    if not np.shares_memory(out, C):  # f2py copied C: not in place after all
+        C[...] = out.T
+
+
+def _mirror_upper(C: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle is that of ``C``."""
+    return np.triu(C) + np.triu(C, 1).T
 
 
 def dprime_gram(state, dprime: np.ndarray) -> np.ndarray:

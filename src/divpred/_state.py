@@ -51,7 +51,7 @@ class FittedState:
                 f"need at least {MIN_POINTS + 1} points to score leave-one-out removals, "
                 f"got {X.shape[0]}"
             )
-        X = model._check_X(X)
+        model._check_X(X[:0])  # its fit and the number of features; X itself is checked
         return cls(
             Xa=sm.augment(X),
             yidx=model.encode_labels(y),

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 
+from ._rowpass import add_syrk_upper
 from ._validation import MIN_POINTS, check_features, check_labels
 from .models import _softmax as sm
 from .models._softmax import DEFAULT_CHUNK, _single_threaded_blas
@@ -223,7 +224,7 @@ def _multinomial_summary(model, X, y, chunk_size: int) -> InfluenceSummary:
         # G^T is Fortran-ordered: BLAS overwrites it with Y^T = L^{-1} G^T in the buffer, and
         # adds Y^T Y into the upper triangle of YtY (the lower one of its Fortran view)
         Yt = blas.dtrmm(1.0, Linv, Gv.reshape(-1, m).T, side=0, lower=1, overwrite_b=1)
-        blas.dsyrk(1.0, Yt, beta=1.0, c=YtY.T, trans=0, lower=1, overwrite_c=1)
+        add_syrk_upper(Yt, YtY)
         sq = np.einsum("ji,ji->i", Yt, Yt)
         sq_sum += float(sq.sum())
         sq_sum2 += float(sq @ sq)

@@ -391,31 +391,54 @@ def block_quadratic_forms_many(
     n, D = Xa.shape
     ia, ib = _upper_pairs(B)
     K = ia.size
-    blocks = [M[a * D : (a + 1) * D, b * D : (b + 1) * D]
-              for M in Ms for a, b in zip(ia, ib, strict=True)]
     if pairs is not None:
         iu, ju = np.triu_indices(D)
-        stacked = np.stack(blocks)
+        stacked = np.stack(_upper_blocks(Ms, B, D))
         stacked = stacked + stacked.transpose(0, 2, 1)
         stacked[:, np.arange(D), np.arange(D)] *= 0.5
         upper = pairs @ stacked[:, iu, ju].T
     else:
-        stacked = np.hstack(blocks)
-        upper = np.empty((n, len(Ms) * K))
-        for start in range(0, n, _FORMS_ROWS):
-            Xb = Xa[start : start + _FORMS_ROWS]
-            # rows of (Xb @ stacked) dotted with xa_i as a batched product: with blocks of 512
-            # rows the n x (K D) product stays in cache (about 2x faster than one einsum over
-            # 8192 rows)
-            Z = (Xb @ stacked).reshape(Xb.shape[0], len(Ms) * K, D)
-            upper[start : start + _FORMS_ROWS] = (Z @ Xb[:, :, None])[:, :, 0]
-    out = []
-    for j in range(len(Ms)):
-        q = np.empty((n, B, B))
-        q[:, ia, ib] = upper[:, j * K : (j + 1) * K]
-        q[:, ib, ia] = upper[:, j * K : (j + 1) * K]
-        out.append(q)
-    return out
+        upper = stacked_quadratic_forms(Xa, upper_blocks_side_by_side(Ms, B, D))
+    return [symmetric_from_upper(upper[:, j * K : (j + 1) * K], B) for j in range(len(Ms))]
+
+
+def upper_blocks_side_by_side(Ms, B: int, D: int) -> np.ndarray:
+    """The blocks M_ab, a <= b (row-major), of each (B D, B D) matrix in ``Ms`` side by side:
+    shape (D, len(Ms) K D) with K = B (B + 1) / 2, the operand of
+    :func:`stacked_quadratic_forms`."""
+    return np.hstack(_upper_blocks(Ms, B, D))
+
+
+def _upper_blocks(Ms, B: int, D: int) -> list[np.ndarray]:
+    """[M_ab for M in Ms for a <= b], each (D, D) (views)."""
+    ia, ib = _upper_pairs(B)
+    return [M[a * D : (a + 1) * D, b * D : (b + 1) * D]
+            for M in Ms for a, b in zip(ia, ib, strict=True)]
+
+
+def stacked_quadratic_forms(Xa: np.ndarray, stacked: np.ndarray) -> np.ndarray:
+    """out[i, j] = xa_i^T A_j xa_i for the (D, J D) blocks A_j side by side in ``stacked``:
+    shape (n, J)."""
+    n, D = Xa.shape
+    J = stacked.shape[1] // D
+    upper = np.empty((n, J))
+    for start in range(0, n, _FORMS_ROWS):
+        Xb = Xa[start : start + _FORMS_ROWS]
+        # rows of (Xb @ stacked) dotted with xa_i as a batched product: with blocks of 512
+        # rows the n x (J D) product stays in cache (about 2x faster than one einsum over
+        # 8192 rows)
+        Z = (Xb @ stacked).reshape(Xb.shape[0], J, D)
+        upper[start : start + _FORMS_ROWS] = (Z @ Xb[:, :, None])[:, :, 0]
+    return upper
+
+
+def symmetric_from_upper(upper: np.ndarray, B: int) -> np.ndarray:
+    """(n, B, B) symmetric matrices from their entries a <= b (row-major), (n, B (B + 1) / 2)."""
+    ia, ib = _upper_pairs(B)
+    q = np.empty((upper.shape[0], B, B))
+    q[:, ia, ib] = upper
+    q[:, ib, ia] = upper
+    return q
 
 
 def contract_forms(Qd: np.ndarray, R: np.ndarray) -> np.ndarray:
