@@ -11,6 +11,8 @@ Usage::
     python benchmarks/bench_scale.py --smoke                   # sizes at n = 2000, < 60 s
     python benchmarks/bench_scale.py local  [--n 1000000]      # numpy and dask, in memory
     python benchmarks/bench_scale.py ooc    [--n 10000000]     # dask, out of core (npz blocks)
+    python benchmarks/bench_scale.py dask-auto [--n 1000000]   # the whole default DaskPurifier
+                                     # run out of core (numpy beside it up to --numpy-max-n)
     python benchmarks/bench_scale.py grow                      # cost against n and m
     python benchmarks/bench_scale.py torch  [--iters 12]       # EMNIST 4/8 MLP: timing + curve
     python benchmarks/bench_scale.py all
@@ -453,6 +455,32 @@ def cmd_ooc(args):
     _save(f"ooc-{args.n}", [r])
 
 
+def cmd_dask_auto(args):
+    """The whole default DaskPurifier run out of core; numpy beside it up to --numpy-max-n."""
+    import _scale_dask_auto as sda
+
+    print(f"bench_scale dask-auto: {machine_info()}")
+    beside = args.n <= args.numpy_max_n
+    workdir = tempfile.mkdtemp(prefix="divpred-dauto-", dir=args.workdir)
+    try:
+        rows = [_in_subprocess(sda.run_dask_auto, args.n, workdir, args.block_rows, 0, beside)]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if beside:
+        rows.append(_in_subprocess(sda.run_numpy_auto, args.n, args.block_rows, 0))
+        rows[0]["beside_numpy"] = sda.compare(*rows)
+    _table(rows, sda.COLUMNS, f"whole default purification, n = {args.n}, "
+           f"{sda.NOISE:.0%} of the labels flipped")
+    print("seconds per iteration: " + "; ".join(
+        f"{r['path']}: " + " ".join(f"{s:.1f}" for s in r["seconds_per_iteration"])
+        for r in rows))
+    if beside:
+        print(f"beside numpy: {rows[0]['beside_numpy']}")
+    if args.save:
+        _save(f"dask-auto-{args.n}", rows)
+    return rows
+
+
 def cmd_grow(args):
     rows = []
     for n in (100_000, 300_000, 1_000_000):
@@ -503,8 +531,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="sizes",
-                        choices=["sizes", "emnist", "parts", "local", "ooc", "grow", "torch",
-                                 "all"])
+                        choices=["sizes", "emnist", "parts", "local", "ooc", "dask-auto",
+                                 "grow", "torch", "all"])
     parser.add_argument("--sizes", nargs="+", default=["1e3", "1e4", "1e5", "1e6"],
                         help="sizes: n values for 'sizes' (default 1e3 1e4 1e5 1e6)")
     parser.add_argument("--auto-max-n", type=float, default=1e5,
@@ -517,6 +545,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--block-rows", type=int, default=250_000)
     parser.add_argument("--workdir", default=None, help="folder for the out-of-core blocks")
+    parser.add_argument("--numpy-max-n", type=int, default=200_000,
+                        help="dask-auto: run the numpy Purifier beside it up to this n")
     parser.add_argument("--iters", type=int, default=12,
                         help="torch purification iterations; emnist: iterations timed")
     parser.add_argument("--curve-method", default="fast1", choices=["fast1", "self_influence"])
@@ -540,6 +570,9 @@ def main(argv=None):
         cmd_grow(args)
     if args.what in ("ooc", "all"):
         cmd_ooc(argparse.Namespace(**{**vars(args), "n": args.n or 10_000_000}))
+    if args.what in ("dask-auto", "all"):
+        cmd_dask_auto(argparse.Namespace(**{**vars(args), "n": args.n or 1_000_000,
+                                            "save": True}))
     if args.what in ("torch", "all"):
         cmd_torch(args)
 

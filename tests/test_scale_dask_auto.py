@@ -1,0 +1,57 @@
+"""The data and the verdicts of ``bench_scale.py dask-auto`` (benchmarks/_scale_dask_auto.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import _scale_dask_auto as sda  # noqa: E402
+from bench_scale import onehot_numpy  # noqa: E402
+
+
+def test_blocks_on_disk_hold_the_numpy_rows_with_the_same_flipped_labels(tmp_path):
+    """The workers' writer and the numpy builder of the comparison give the same rows and the
+    same noisy labels; the mask marks exactly the rows whose label differs from the clean
+    generator's, NOISE of every block, each given another class."""
+    n, block_rows = 2_500, 1_000
+    X, y, flipped = sda.noisy_onehot_numpy(n, block_rows)
+    X_clean, y_clean = onehot_numpy(n, block_rows=block_rows)
+    np.testing.assert_array_equal(X, X_clean)
+    np.testing.assert_array_equal(flipped, y != y_clean)
+    starts = range(0, n, block_rows)
+    for b, start in enumerate(starts):
+        rows = min(block_rows, n - start)
+        path = str(tmp_path / f"block-{b}.npz")
+        assert sda.write_noisy_block(path, b, rows) == round(sda.NOISE * rows)
+        with np.load(path) as blk:
+            part = slice(start, start + rows)
+            np.testing.assert_array_equal(blk["X"], X[part])
+            np.testing.assert_array_equal(blk["y"], y[part])
+            np.testing.assert_array_equal(blk["flipped"], flipped[part])
+    # a block's flips do not depend on n (only on the block): the first blocks of a longer run
+    _, y_long, _ = sda.noisy_onehot_numpy(4_000, block_rows)
+    np.testing.assert_array_equal(y_long[:2_000], y[:2_000])
+
+
+def test_compare_reports_the_first_differing_removal():
+    dask_row = {"removal_order": [4, 2, 7], "best_iteration": 2, "stopped_by": "auto",
+                "wall_s": 30.0}
+    numpy_row = {"removal_order": [4, 2, 7], "best_iteration": 2, "stopped_by": "auto",
+                 "wall_s": 10.0}
+    same = sda.compare(dict(dask_row), dict(numpy_row))
+    assert same["same_removal_order"] and same["first_difference"] is None
+    assert same["wall_ratio_dask_over_numpy"] == 3.0
+    swapped = sda.compare({**dask_row, "removal_order": [4, 7, 2]}, dict(numpy_row))
+    assert not swapped["same_removal_order"] and swapped["first_difference"] == 1
+    shorter = sda.compare({**dask_row, "removal_order": [4, 2]}, dict(numpy_row))
+    assert not shorter["same_removal_order"] and shorter["first_difference"] == 2
+
+
+def test_removal_quality_counts_the_flipped_rows_removed():
+    flipped = np.array([True, False, True, True, False])
+    q = sda.removal_quality(np.array([0, 1]), flipped)
+    assert (q["removed_flipped"], q["precision"], q["recall"]) == (1, 0.5, 1 / 3)
