@@ -33,11 +33,6 @@ TEST_ROWS = 50_000
 N_GROUPS, LEVELS, N_CLASSES, DATA_SEED = 10, 4, 4, 0
 
 
-def _weights() -> np.ndarray:
-    """The generator's (d, C) weights, as ``synthetic_onehot`` draws them."""
-    return np.random.default_rng(DATA_SEED).normal(size=(N_GROUPS * LEVELS, N_CLASSES))
-
-
 def flip_block(yb: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     """(labels with ``NOISE`` of the rows given another class, mask of those rows) of block
     ``block``: ``flip_labels`` seeded with (``FLIP_SEED``, ``block``), so any process flips
@@ -64,9 +59,11 @@ def noisy_onehot_numpy(n: int, block_rows: int) -> tuple[np.ndarray, np.ndarray,
 def write_noisy_block(path: str, block: int, rows: int) -> int:
     """Generate block ``block`` (``rows`` rows), flip its labels and save it as ``.npz`` (X
     uint8, y int8, flipped bool); returns the number of flipped rows."""
+    from _scale_sizes import onehot_weights
     from divpred.backends.dask_backend import _onehot_block
 
-    Xb, yb = _onehot_block(block, rows, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED, _weights())
+    Xb, yb = _onehot_block(block, rows, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED,
+                           onehot_weights(DATA_SEED))
     noisy, flipped = flip_block(yb, block)
     np.savez(path, X=Xb.astype(np.uint8), y=noisy.astype(np.int8), flipped=flipped)
     return int(flipped.sum())
@@ -74,10 +71,9 @@ def write_noisy_block(path: str, block: int, rows: int) -> int:
 
 def _test_rows() -> tuple[np.ndarray, np.ndarray]:
     """Clean held-out rows from the same generator (a block index no training block has)."""
-    from divpred.backends.dask_backend import _onehot_block
+    from _scale_sizes import onehot_test_rows
 
-    return _onehot_block(TEST_BLOCK, TEST_ROWS, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED,
-                         _weights())
+    return onehot_test_rows(TEST_ROWS, DATA_SEED, block=TEST_BLOCK)
 
 
 def removal_quality(removed: np.ndarray, flipped: np.ndarray) -> dict:
