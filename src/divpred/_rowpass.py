@@ -34,6 +34,9 @@ from scipy.linalg import blas
 from .models import _softmax as sm
 
 _CHUNK_BYTES = 16 * 2**20  # one block of G (and of F = G H^-1) per chunk
+# Rows per block of the first pass: the block of G (rows x m doubles, 1 MB at m = 123) stays in
+# L2 for its two SYRKs
+_SYRK_ROWS = 1024
 
 
 def default_chunk_rows(m: int) -> int:
@@ -89,11 +92,6 @@ def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
             add_syrk_upper(Gt, dgram)
     return GradientRowStats(S=_mirror_upper(S), dprime=dprime, tH=tH,
                             dgram=None if dgram is None else _mirror_upper(dgram))
-
-
-# Rows per block of the first pass: the block of G (rows x m doubles, 1 MB at m = 123) stays in
-# L2 for its two SYRKs
-_SYRK_ROWS = 1024
 
 
 def add_syrk_upper(At: np.ndarray, C: np.ndarray) -> None:
