@@ -60,10 +60,10 @@ def write_noisy_block(path: str, block: int, rows: int) -> int:
     """Generate block ``block`` (``rows`` rows), flip its labels and save it as ``.npz`` (X
     uint8, y int8, flipped bool); returns the number of flipped rows."""
     from _scale_sizes import onehot_weights
-    from divpred.backends.dask_backend import _onehot_block
+    from divpred.data.onehot_logit import onehot_logit_block
 
-    Xb, yb = _onehot_block(block, rows, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED,
-                           onehot_weights(DATA_SEED))
+    Xb, yb = onehot_logit_block(block, rows, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED,
+                                onehot_weights(DATA_SEED))
     noisy, flipped = flip_block(yb, block)
     np.savez(path, X=Xb.astype(np.uint8), y=noisy.astype(np.int8), flipped=flipped)
     return int(flipped.sum())

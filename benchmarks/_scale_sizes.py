@@ -122,17 +122,18 @@ def measure_size(n: int, *, auto: bool, iteration: bool, noise: float = 0.05,
 def onehot_weights(seed: int = 0) -> np.ndarray:
     """The (40, 4) weights of :func:`bench_scale.onehot_numpy`'s rule for ``seed`` (its default
     10 groups of 4 levels and 4 classes), as ``synthetic_onehot`` draws them."""
-    n_groups, levels, n_classes = 10, 4, 4
-    return np.random.default_rng(seed).normal(size=(n_groups * levels, n_classes))
+    from divpred.data.onehot_logit import onehot_logit_weights
+
+    return onehot_logit_weights(seed)
 
 
 def onehot_test_rows(rows: int = 20_000, seed: int = 0, block: int = 10**9):
     """Clean test rows of :func:`bench_scale.onehot_numpy`'s rule (its weights, for ``seed``),
     generated as block ``block``, an index no training set reaches, so that no training row is
     repeated."""
-    from divpred.backends.dask_backend import _onehot_block
+    from divpred.data.onehot_logit import onehot_logit_block
 
-    return _onehot_block(block, rows, 10, 4, 4, seed, onehot_weights(seed))
+    return onehot_logit_block(block, rows, 10, 4, 4, seed, onehot_weights(seed))
 
 
 def auto_quality(pur, X_test, y_test, n_flipped: int) -> dict:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_alpha.py                      # the 58 cases of bench_auto
+    python benchmarks/bench_alpha.py                      # the 62 cases of bench_auto
     python benchmarks/bench_alpha.py --heldout            # its 18 held-out cases
     python benchmarks/bench_alpha.py --only paper-,sdk-   # a subset (alpha_study_subset.csv)
     python benchmarks/bench_alpha.py --rerun              # also variant (b) below

@@ -14,9 +14,10 @@ Usage::
     python benchmarks/bench_auto.py defaults --stranger   # 21 generated cases (section 7.10)
     python benchmarks/bench_auto.py --smoke    # 3 small cases, < 60 s, writes nothing here
 
-Cases: ``benchmarks/_auto_cases.py`` (58 cases: clean data, uniform and pair label noise, rule
-and input-region mixtures on SD-K, digits, wine, breast cancer and the paper's sets, two sizes
-each). For each case:
+Cases: ``benchmarks/_auto_cases.py`` (62 cases: clean data, uniform and pair label noise, rule
+and input-region mixtures on SD-K, digits, wine, breast cancer and the paper's sets, and
+multinomial-logit labels that are noisy by nature, clean and with 10% flips; two sizes each).
+For each case:
 
 * the *reference curve*: ``Purifier(stop="none")`` with k = 1% of n per iteration
   (``--k-fraction``; 2% for digits at n = 1257) until 50% of the rows are gone

@@ -102,14 +102,13 @@ def _load():
 # ---------------------------------------------------------------------------- data
 def onehot_numpy(n, n_groups=10, levels=4, n_classes=4, block_rows=100_000, seed=0):
     """The same rows as ``dask_backend.synthetic_onehot`` (same seeds), as numpy arrays."""
-    from divpred.backends.dask_backend import _onehot_block
+    from divpred.data.onehot_logit import onehot_logit_block, onehot_logit_weights
 
-    d = n_groups * levels
-    weights = np.random.default_rng(seed).normal(size=(d, n_classes))
+    weights = onehot_logit_weights(seed, n_groups, levels, n_classes)
     Xs, ys = [], []
     for b, start in enumerate(range(0, n, block_rows)):
         rows = min(block_rows, n - start)
-        Xb, yb = _onehot_block(b, rows, n_groups, levels, n_classes, seed, weights)
+        Xb, yb = onehot_logit_block(b, rows, n_groups, levels, n_classes, seed, weights)
         Xs.append(Xb)
         ys.append(yb)
     return np.vstack(Xs), np.concatenate(ys)
@@ -195,9 +194,9 @@ def run_dask_memory(n, n_groups=10, levels=4, block_rows=100_000):
 
 
 def _write_block(path, b, rows, n_groups, levels, seed, weights):
-    from divpred.backends.dask_backend import _onehot_block
+    from divpred.data.onehot_logit import onehot_logit_block
 
-    Xb, yb = _onehot_block(b, rows, n_groups, levels, 4, seed, weights)
+    Xb, yb = onehot_logit_block(b, rows, n_groups, levels, 4, seed, weights)
     np.savez(path, X=Xb.astype(np.uint8), y=yb.astype(np.int8))
 
 

@@ -89,6 +89,8 @@ def test_case_mask_matches_an_independent_recomputation(case):
         _check_sd(case, d)
     elif case.data.startswith("paper-sd"):
         _check_paper_sd(case, d)
+    elif case.data == "natural":
+        _check_natural(case, d)
     else:
         assert not case.mask_exact
         assert 0.25 * n <= d.mask.sum() <= 0.35 * n
@@ -145,6 +147,25 @@ def _check_sd(case, d):
     counts = np.bincount(source, minlength=k)
     assert counts.size == k and counts[0] == case.n - round(minor * case.n)
     assert k == 1 or np.ptp(counts[1:]) <= 1
+
+
+def _check_natural(case, d):
+    """Labels noisy by nature: the drawn labels agree with the true model's most probable
+    class at its Bayes rate (train and test, 4 standard errors), and the mask is exactly the
+    round(rate n) flips on top of them."""
+    from divpred.data import onehot_logit_probabilities
+
+    groups = d.X.reshape(case.n, 10, 4)
+    assert np.all(groups.sum(axis=2) == 1)
+    for X, y in ((d.X, d.y_true), (d.X_test, d.y_test)):
+        p = onehot_logit_probabilities(X, d.extra["weights"])
+        bayes = p.max(axis=1)
+        se = np.sqrt(np.sum(bayes * (1 - bayes))) / y.size
+        assert abs(np.mean(y == p.argmax(axis=1)) - bayes.mean()) <= 4 * se
+        assert 0.70 < bayes.mean() < 0.80
+    np.testing.assert_array_equal(d.mask, d.y != d.y_true)
+    assert d.mask.sum() == round(case.rate * case.n)
+    assert len(d.y_test) == 20_000
 
 
 def _check_paper_sd(case, d):

@@ -49,9 +49,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
         "divpred's Dask backend needs dask and distributed: pip install 'divpred[dask]'"
     ) from exc
 
-from ._dask.data import (  # DEFAULT_BLOCK_ROWS and _onehot_block: for the benchmarks
+from ._dask.data import (  # DEFAULT_BLOCK_ROWS: for the benchmarks
     DEFAULT_BLOCK_ROWS,  # noqa: F401
-    _onehot_block,  # noqa: F401
     as_dask_data,
     from_npy_stack,
     from_npz,

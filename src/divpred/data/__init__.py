@@ -1,4 +1,5 @@
-"""Data for divpred: the paper's synthetic SD-K data, label noise and file loaders."""
+"""Data for divpred: the paper's synthetic SD-K data, one-hot multinomial-logit data, label
+noise and file loaders."""
 
 from divpred.data.loaders import (
     IDX_IMAGES_MAGIC,
@@ -15,6 +16,11 @@ from divpred.data.loaders import (
     load_sd_csv,
 )
 from divpred.data.noise import flip_labels
+from divpred.data.onehot_logit import (
+    onehot_logit_block,
+    onehot_logit_probabilities,
+    onehot_logit_weights,
+)
 from divpred.data.synthetic import (
     ALPHABET,
     EQUATION_BIN_LABELS,
@@ -61,6 +67,9 @@ __all__ = [
     "load_paper_emnist",
     "load_sd_csv",
     "make_sd",
+    "onehot_logit_block",
+    "onehot_logit_probabilities",
+    "onehot_logit_weights",
     "one_hot_letters",
     "random_sd_distribution",
     "separable_letter_table",
