@@ -28,7 +28,8 @@ class DaskPurifier:
     removes the same rows and stops at the same iteration. Every iteration fits the model by
     Newton with the gradient and Hessian as tree reductions (warm-started from the previous
     fit), scores the kept rows in four passes and removes the ``k`` largest scores; with
-    ``stop="auto"`` five more Newton fits (one per fold) and one pass give the statistic.
+    ``stop="auto"`` the five fold fits run together, one pass per step for all of them
+    (:mod:`.calibration`), and the same passes count the statistic.
     Removed rows are kept as a sorted index list; the data are never rewritten.
 
     Parameters
@@ -97,8 +98,12 @@ class DaskPurifier:
         max_removed = math.floor(self.max_fraction * n_pool)
         seed = _calibration_seed(self.random_state)
         folds = None
+        self._fold_starts: dict = {}  # fold -> its last solution (the Purifier's fold_starts)
         if self.stop == "auto":
             folds = crossfit_folds(np.asarray(_compute(data.y, self.client)), seed)
+            # sent to the workers once: every z pass reads them there
+            self._fold_ids = _persist(da.from_array(folds.astype(np.int8),
+                                                    chunks=(data.X.chunks[0],)), self.client)
         fit_kwargs = {"alpha": self.alpha, "damping": self.damping, "tol": self.tol,
                       "max_iter": self.max_newton}
         records, order, thetas = [], [], []
@@ -198,8 +203,8 @@ class DaskPurifier:
 
         if isinstance(model, np.ndarray):
             model = self._model_at(model, data)
-        rng = np.random.default_rng([seed, it])
-        counts = label_tail_counts(data, model, folds, rng, fit_kwargs, self.client)
+        counts = label_tail_counts(data, model, folds, self._fold_ids, [seed, it],
+                                   self._fold_starts, fit_kwargs, self.client)
         self._tail_counts[it] = counts
         return excess_z_from_counts(counts, data.n)
 
@@ -234,6 +239,10 @@ class DaskPurifier:
         del order[sum(len(r["removed"]) for r in records) :]
         data.removed = np.sort(np.asarray(order, dtype=np.int64))
         return T
+
+
+def _persist(arr: da.Array, client=None) -> da.Array:
+    return client.persist(arr) if client is not None else arr.persist()
 
 
 def _block_top(vals, rows, k):
