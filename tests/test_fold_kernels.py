@@ -13,6 +13,7 @@ from divpred import MultinomialLogit
 from divpred._fold_chord import CompactInverseBFGS, chord_minimise
 from divpred._fold_objective import FoldObjective
 from divpred.models._softmax import (
+    _upper_hessian_weights,
     augment,
     cholesky_factor,
     contrast_basis,
@@ -140,6 +141,19 @@ def test_hessian_weights_are_the_projected_softmax_jacobians(n, C):
     Q = contrast_basis(C)
     expected = np.stack([Q.T @ (np.diag(p) - np.outer(p, p)) @ Q for p in P])
     np.testing.assert_allclose(hessian_weights(P, Q), expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("n, C", [(1, 2), (7, 3), (50, 4), (30, 10)])
+def test_upper_hessian_weights_are_the_upper_entries_row_by_row(n, C):
+    """The formula both layouts share (hessian_weights takes it at every pair): entry (a, b),
+    a <= b in row-major order, of Q^T (diag(p_i) - p_i p_i^T) Q built per row, at 1e-12."""
+    P = np.random.default_rng(C + 1).dirichlet(np.ones(C), size=n)
+    Q = contrast_basis(C)
+    ia, ib = np.triu_indices(C - 1)
+    expected = np.stack([(Q.T @ (np.diag(p) - np.outer(p, p)) @ Q)[ia, ib] for p in P])
+    got = _upper_hessian_weights(P, Q)
+    assert got.shape == (n, ia.size)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
 def test_every_fold_sees_every_class_is_the_per_fold_label_check():

@@ -158,15 +158,40 @@ def point_gradients(P: np.ndarray, yidx: np.ndarray, Xa: np.ndarray, Q: np.ndarr
 
 
 def hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    """Per-point class-block weights Q^T W_i Q, shape (n, B, B) with B = Q.shape[1]."""
-    n, C = P.shape
+    """Per-point class-block weights Q^T W_i Q, shape (n, B, B) with B = Q.shape[1]:
+    :func:`_hessian_weight_entries` at every pair (a, b)."""
     B = Q.shape[1]
+    return _hessian_weight_entries(P, Q, *_all_pairs(B)).reshape(P.shape[0], B, B)
+
+
+def _upper_hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """The entries a <= b of ``hessian_weights(P, Q)``, shape (n, B (B + 1) / 2), row-major:
+    :func:`_hessian_weight_entries` at the pairs a <= b."""
+    return _hessian_weight_entries(P, Q, *_upper_pairs(Q.shape[1]))
+
+
+def _hessian_weight_entries(P: np.ndarray, Q: np.ndarray, ia: np.ndarray,
+                            ib: np.ndarray) -> np.ndarray:
+    """Entries (ia[k], ib[k]) of Q^T W_i Q, W_i = diag(p_i) - p_i p_i^T: shape (n, len(ia)),
+    for P of shape (n, C) and Q of shape (C, B).
+
+    Q^T diag(p) Q = sum_c p_c q_c q_c^T with q_c the c-th row of Q: one GEMM of P against
+    the (C, len(ia)) products q_c,ia q_c,ib (the contraction einsum's optimizer chose, without
+    its path search, which cost 0.1-0.3 ms per call: thousands of calls per run in small
+    refits), minus (Q^T p_i)_ia (Q^T p_i)_ib. The layout is the caller's: every pair
+    (:func:`hessian_weights`) or a <= b (:func:`_upper_hessian_weights`).
+    """
     QP = P @ Q  # Q^T p_i
-    # Q^T diag(p) Q = sum_c p_c q_c q_c^T with q_c the c-th row of Q: one GEMM against the
-    # (C, B B) outer products (the contraction einsum's optimizer chose, without its path
-    # search, which cost 0.1-0.3 ms per call: thousands of calls per run in small refits)
-    outer = (Q[:, :, None] * Q[:, None, :]).reshape(C, B * B)
-    return (P @ outer).reshape(n, B, B) - QP[:, :, None] * QP[:, None, :]
+    return P @ (Q[:, ia] * Q[:, ib]) - QP[:, ia] * QP[:, ib]
+
+
+@functools.lru_cache(maxsize=32)
+def _all_pairs(B: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) for every entry of a B x B matrix in row-major order, computed once per B
+    (read-only, as every caller shares the arrays)."""
+    ia, ib = np.divmod(np.arange(B * B), B)
+    ia.flags.writeable = ib.flags.writeable = False
+    return ia, ib
 
 
 @functools.lru_cache(maxsize=32)
@@ -176,13 +201,6 @@ def _upper_pairs(B: int) -> tuple[np.ndarray, np.ndarray]:
     ia, ib = np.triu_indices(B)
     ia.flags.writeable = ib.flags.writeable = False
     return ia, ib
-
-
-def _upper_hessian_weights(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    """The entries a <= b of ``hessian_weights(P, Q)``, shape (n, B (B + 1) / 2), row-major."""
-    ia, ib = _upper_pairs(Q.shape[1])
-    QP = P @ Q
-    return P @ (Q[:, ia] * Q[:, ib]) - QP[:, ia] * QP[:, ib]
 
 
 def _gram_upper(Xa: np.ndarray, Wu: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
