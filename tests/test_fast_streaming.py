@@ -83,6 +83,28 @@ def test_gradient_row_stats_equal_explicit_sums(rows, monkeypatch):
             np.testing.assert_array_equal(value, value.T)
 
 
+@pytest.mark.parametrize("rows", [16, 1024])
+def test_dprime_gram_is_the_explicit_sum_and_the_first_pass_matrix(rows, monkeypatch):
+    """dprime_gram (a state whose first pass did not build sum_i d'_i g_i g_i^T) against the
+    explicit sum over rows at 1e-12, exactly symmetric, and bitwise the first pass's dgram
+    (one block builder and the same SYRKs serve both); d'_i < 0 rows count as 0."""
+    import divpred._rowpass as rp
+
+    monkeypatch.setattr(rp, "_SYRK_ROWS", rows)
+    X, y = make_classification(150, 5, 4, seed=9)
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    st = FittedState.from_model(model, X, y)
+    G = model.per_point_gradients(X, y)
+    d = st.row_stats.dprime.copy()
+    d[::7] *= -1.0  # the clip at 0
+    expected = sum(max(d[i], 0.0) * np.outer(G[i], G[i]) for i in range(G.shape[0]))
+    got = rp.dprime_gram(st, d)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_array_equal(got, got.T)
+    first = rp.gradient_row_stats(st, with_dgram=True)
+    np.testing.assert_array_equal(rp.dprime_gram(st, first.dprime), first.dgram)
+
+
 @pytest.mark.parametrize("method", ["fast1", "fast2"])
 def test_fast_scores_do_not_depend_on_chunk_size(method):
     X, y = make_classification(150, 5, 4, seed=3)

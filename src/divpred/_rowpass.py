@@ -59,26 +59,36 @@ def _chunks(n: int, rows: int):
         yield slice(start, min(start + rows, n))
 
 
+def _gradient_blocks(state):
+    """Blocks of G of at most ``_SYRK_ROWS`` rows (and ``state.chunk_rows``), built into one
+    buffer reused across blocks: yields (rows' slice, block (rows, B, D), its transpose
+    (m, rows), Fortran-ordered so that BLAS reads it in place). Scaling the block in place
+    scales the transpose; the next block overwrites both."""
+    n, B, m = state.n, state.B, state.m
+    rows = min(state.chunk_rows, _SYRK_ROWS, n)
+    G_buf = np.empty((rows, B, state.D))
+    for sl in _chunks(n, rows):
+        Xc, Rc = state.Xa[sl], state.R[sl]
+        Gv = G_buf[: Xc.shape[0]]
+        np.einsum("nb,nd->nbd", Rc, Xc, out=Gv)  # g_i = R_i (x) xa_i
+        yield sl, Gv, Gv.reshape(Xc.shape[0], m).T
+
+
 def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
     """The first pass of the module docstring over ``state`` (a :class:`FittedState`).
 
-    Blocks of at most ``_SYRK_ROWS`` rows, G built into one buffer reused across blocks (so it
-    stays in cache between the SYRK of S, the scaling by sqrt(d'_i) and the SYRK of Dg); each
-    SYRK adds into the upper triangle only, mirrored once at the end.
+    The blocks of :func:`_gradient_blocks` (small enough to stay in cache between the SYRK of
+    S, the scaling by sqrt(d'_i) and the SYRK of Dg); each SYRK adds into the upper triangle
+    only, mirrored once at the end.
     """
     n, B, m = state.n, state.B, state.m
     S = np.zeros((m, m))
     dgram = np.zeros((m, m)) if with_dgram else None
     dprime = np.empty(n)
     tH = np.empty((n, B))
-    rows = min(state.chunk_rows, _SYRK_ROWS, n)
-    G_buf = np.empty((rows, B, state.D))
     Hinv_blocks = sm.upper_blocks_side_by_side([state.Hinv], B, state.D)  # once, not per block
-    for sl in _chunks(n, rows):
+    for sl, Gv, Gt in _gradient_blocks(state):
         Xc, Rc = state.Xa[sl], state.R[sl]
-        Gv = G_buf[: Xc.shape[0]]
-        np.einsum("nb,nd->nbd", Rc, Xc, out=Gv)  # g_i = R_i (x) xa_i
-        Gt = Gv.reshape(Xc.shape[0], m).T  # Fortran-ordered: BLAS reads it in place
         add_syrk_upper(Gt, S)
         # xa_i . (H^{-1} g_i)_a from the B x B quadratic forms xa_i^T (H^{-1})_ab xa_i: a GEMM
         # of the D-wide block instead of the m-wide G by H^{-1} (2/3 of the work)
@@ -88,10 +98,16 @@ def gradient_row_stats(state, with_dgram: bool) -> GradientRowStats:
         dprime[sl] = dc
         tH[sl] = tHc
         if dgram is not None:
-            Gv *= np.sqrt(np.clip(dc, 0.0, None))[:, None, None]
-            add_syrk_upper(Gt, dgram)
+            _add_scaled_syrk(Gv, Gt, dc, dgram)
     return GradientRowStats(S=_mirror_upper(S), dprime=dprime, tH=tH,
                             dgram=None if dgram is None else _mirror_upper(dgram))
+
+
+def _add_scaled_syrk(Gv: np.ndarray, Gt: np.ndarray, dprime: np.ndarray, C: np.ndarray) -> None:
+    """C += sum_i d'_i g_i g_i^T over one block (upper triangle) as the SYRK of the rows
+    sqrt(d'_i) g_i (d'_i >= 0 but for rounding: clipped at 0); scales the block in place."""
+    Gv *= np.sqrt(np.clip(dprime, 0.0, None))[:, None, None]
+    add_syrk_upper(Gt, C)
 
 
 def add_syrk_upper(At: np.ndarray, C: np.ndarray) -> None:
@@ -109,14 +125,13 @@ def _mirror_upper(C: np.ndarray) -> np.ndarray:
 
 
 def dprime_gram(state, dprime: np.ndarray) -> np.ndarray:
-    """sum_i d'_i g_i g_i^T, (m, m): the first pass's ``dgram`` when it was not asked for."""
+    """sum_i d'_i g_i g_i^T, (m, m): the first pass's ``dgram`` when it was not asked for
+    (the same blocks and SYRKs, so the same matrix)."""
     m = state.m
     out = np.zeros((m, m))
-    root = np.sqrt(np.clip(dprime, 0.0, None))
-    for sl in _chunks(state.n, state.chunk_rows):
-        Gc = sm.kron_rows(state.R[sl] * root[sl, None], state.Xa[sl])
-        out += Gc.T @ Gc
-    return _sym(out)
+    for sl, Gv, Gt in _gradient_blocks(state):
+        _add_scaled_syrk(Gv, Gt, dprime[sl], out)
+    return _mirror_upper(out)
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,3 @@ def score_row_stats(state, A2: np.ndarray, M: np.ndarray) -> ScoreRowStats:
         coef_h[sl] = sm.hessian_shift_coefficients(state.P[sl], state.Q, Qd)
     return ScoreRowStats(s=s, tA=tA, qw=qw, coef_h=coef_h)
 
-
-def _sym(A: np.ndarray) -> np.ndarray:
-    return 0.5 * (A + A.T)
