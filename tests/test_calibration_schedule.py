@@ -96,6 +96,19 @@ def test_a_violated_bound_found_by_the_closure_cuts_the_run_back():
     assert 8 in evaluated  # the stride went past the every-iteration stop
 
 
+@pytest.mark.parametrize("length, expected", [(3, None), (7, None), (8, 6), (20, 6)])
+def test_earlier_decision_is_the_dense_stop_before_the_last_record(length, expected):
+    """The purifiers' cut-back point from records against the every-iteration loop written
+    out (``_dense``: it stops at 6 on this curve): that stop when the history goes past it,
+    None when the history ends at it or has not reached it."""
+    excess = HIGH + [30.0] + [-1.0] * 40
+    z, V = _z(excess), _knee_at(2)
+    assert _dense(z, V, SIZE)[1] == 6
+    records = [{"label_excess_z": z[t], "variance": V[t], "size": int(SIZE[t])}
+               for t in range(length)]
+    assert sc.earlier_decision(records) == expected
+
+
 def test_a_dip_inside_a_skipped_stretch_is_the_documented_miss():
     """The schedule's one assumption: e falling by more than the bound and recovering inside
     a skipped stretch is not seen (here the every-iteration rule stops at 6, the lazy at 41)."""

@@ -138,6 +138,17 @@ def first_decided(z, variance, size, detect: float = 3.0, ratio: float = 1.0 / 3
     return None
 
 
+def earlier_decision(records: Sequence[dict], detect: float = 3.0,
+                     ratio: float = 1.0 / 3.0) -> int | None:
+    """:func:`first_decided` on a history of records (dicts with ``label_excess_z``,
+    ``variance`` and ``size``, one per iteration) when it is before the last one, else None:
+    the iteration a lazily evaluated run is cut back to, since a run with z everywhere would
+    have stopped there (``Purifier._cut_back``, ``DaskPurifier._cut_back``)."""
+    T = first_decided([r["label_excess_z"] for r in records], [r["variance"] for r in records],
+                      [r["size"] for r in records], detect, ratio)
+    return T if T is not None and T < len(records) - 1 else None
+
+
 def replay(z_exact, variance, size, detect: float = 3.0, ratio: float = 1.0 / 3.0,
            least: float | None = None, lazy: bool = True) -> tuple[int, int, list[int]]:
     """The auto loop on a recorded curve (z at every iteration): (chosen, stop, evaluated).

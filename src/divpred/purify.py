@@ -536,13 +536,10 @@ default="auto"
     def _cut_back(self, records, order, scores_removed, thetas):
         """The auto rule has decided on a lazily evaluated history: if z filled in by the
         closure shows that z everywhere would have decided at an earlier iteration T
-        (``_calibration_schedule.first_decided``), end the run there as that run would have
+        (``_calibration_schedule.earlier_decision``), end the run there as that run would have
         (lists shortened in place). Returns the kept mask and the last iteration."""
-        T = schedule.first_decided([r["label_excess_z"] for r in records],
-                                   [r["variance"] for r in records],
-                                   [r["size"] for r in records], self.calibration_z,
-                                   self.knee_ratio)
-        if T is not None and T < len(records) - 1:
+        T = schedule.earlier_decision(records, self.calibration_z, self.knee_ratio)
+        if T is not None:
             del records[T + 1 :], thetas[T + 1 :], self.seconds_[T + 1 :]
             removed = sum(len(r["removed"]) for r in records)
             del order[removed:], scores_removed[removed:]

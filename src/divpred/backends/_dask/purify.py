@@ -225,14 +225,11 @@ class DaskPurifier:
 
     def _cut_back(self, records, order, thetas, data, rec) -> int:
         """As ``Purifier._cut_back``: the iteration where z everywhere would have decided
-        (``_calibration_schedule.first_decided``, with ``rec`` the current one). When it is
+        (``_calibration_schedule.earlier_decision``, with ``rec`` the current one). When it is
         earlier, the lists are cut after it (its record is left last, for the caller to make
         the stop record) and ``data.removed`` is reset; returns it."""
-        hist = [*records, rec]
-        T = schedule.first_decided([r["label_excess_z"] for r in hist],
-                                   [r["variance"] for r in hist], [r["size"] for r in hist],
-                                   self.calibration_z)
-        if T is None or T == len(records):
+        T = schedule.earlier_decision([*records, rec], self.calibration_z)
+        if T is None:
             return len(records)
         del records[T + 1 :], thetas[T + 1 :]
         records[T]["method_used"], records[T]["removed"] = "", []
