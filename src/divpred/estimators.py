@@ -106,6 +106,7 @@ def _aligned_proba(model, X, n_classes: int) -> np.ndarray:
 
 
 def _fit_quietly(model, X, y):
+    """``model.fit(X, y)`` without its ConvergenceWarnings; returns the fitted model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(X, y)
@@ -177,9 +178,7 @@ class PurifiedClassifier(ClassifierMixin, BaseEstimator):
                               f"{min_size} and removes {k} per iteration)")
         else:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    pur.fit(X, yidx)
+                _fit_quietly(pur, X, yidx)
             except ValueError as exc:
                 self.fallback_ = f"purification failed on these data: {exc}"
             else:
@@ -340,9 +339,7 @@ class DivideAndPredictClassifier(ClassifierMixin, BaseEstimator):
         _seed_param(part, self.random_state)
         part._check_params()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                part.fit(X, yidx)
+            _fit_quietly(part, X, yidx)
         except ValueError as exc:
             self.fallback_ = f"partitioning failed on these data: {exc}"
             warnings.warn(f"DivideAndPredictClassifier uses one block: {self.fallback_}",
