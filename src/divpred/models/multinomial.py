@@ -15,6 +15,7 @@ from .._choices import SOLVERS
 from .._validation import check_features, check_positive_int, check_weights, check_X_y
 from . import _softmax as sm
 from ._alpha import REFERENCE_ALPHA, auto_method, check_alpha, choose_alpha, fitted_alpha
+from ._objective import FitRows, reduced_objective
 
 _SOLVERS = SOLVERS
 # Newton on n >= _SUBSAMPLE_MIN_N rows (and no warm start) starts from the Newton fit on a fixed
@@ -196,19 +197,21 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                 theta, n_iter, converged = self._fit_adam(Xa, yidx, C, w)
             else:
                 phi0 = None if theta0 is None else Q.T @ theta0
+                rows = FitRows(Xa, yidx, w)
                 if self.solver == "newton":
                     if phi0 is None:
                         phi0 = self._subsample_start(Xa, yidx, Q, w)
                     elif self._uses_hint(hessian_hint, Xa.shape[0], Q.shape[1], d + 1):
                         start = phi0.ravel()
-                        f0, g0, _ = self._reduced_objective(start, Xa, yidx, Q, w)
+                        f0, g0, _ = self._reduced_objective(start, Xa, yidx, Q, w, rows=rows)
                         factor = self._chord_factor(hessian_hint)
-                        phi0 = self._chord_refine(start, f0, g0, factor, Xa, yidx, Q, w)
+                        phi0 = self._chord_refine(start, f0, g0, factor, Xa, yidx, Q, w,
+                                                  rows=rows)
                         if hint_at_start and phi0 is start:
                             first_factor = factor
                         phi0 = phi0.reshape(-1, d + 1)
                     phi, n_iter, converged = self._fit_newton(Xa, yidx, Q, w, phi0, input_gram,
-                                                              first_factor)
+                                                              first_factor, rows)
                 else:
                     phi, n_iter, converged = self._fit_lbfgs(Xa, yidx, Q, w, phi0)
         if self.solver != "adam":
@@ -304,22 +307,24 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         except linalg.LinAlgError:
             return None
 
-    def _chord_refine(self, phi, f, grad, factor, Xa, yidx, Q, w):
+    def _chord_refine(self, phi, f, grad, factor, Xa, yidx, Q, w, rows=None):
         """phi refined by chord steps phi <- phi - (H_near + alpha I)^{-1} grad(phi), one
         gradient each and no new Hessian, while the gradient keeps halving, down to
         ``_CHORD_GTOL`` (where Newton takes over); ``phi`` itself (the same object) when no
         step is taken. ``factor``: :meth:`_chord_factor` of H_near, (m, m), the mean data
         Hessian at a nearby point (a subsample's, or the previous purification iteration's;
         None: no steps); a bad one only costs the steps it fails to take. ``f``, ``grad``:
-        the objective at ``phi``."""
+        the objective at ``phi``; ``rows``: as :meth:`_reduced_objective`'s."""
         if factor is None:
             return phi
+        if rows is None:
+            rows = FitRows(Xa, yidx, w)
         gmax = np.max(np.abs(grad))
         for _ in range(_CHORD_MAX_STEPS):
             if gmax <= max(_CHORD_GTOL, 100 * self.tol):
                 break
             cand = phi - sm.cholesky_solve(factor, grad)
-            f_c, g_c, _ = self._reduced_objective(cand, Xa, yidx, Q, w)
+            f_c, g_c, _ = self._reduced_objective(cand, Xa, yidx, Q, w, rows=rows)
             gmax_c = np.max(np.abs(g_c))
             if not (gmax_c <= 0.5 * gmax and f_c <= f + 1e-12 * max(1.0, abs(f))):
                 break
@@ -332,28 +337,15 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             losses = losses * w
         return losses.mean() + 0.5 * self.alpha * np.sum(theta * theta)
 
-    def _reduced_objective(self, phi_flat, Xa, yidx, Q, w, with_grad=True, with_probs=False):
+    def _reduced_objective(self, phi_flat, Xa, yidx, Q, w, with_grad=True, with_probs=False,
+                           rows=None):
         """(f, grad f, theta) at ``phi_flat``, and the class probabilities (n, C) with
         ``with_probs`` (a Newton step's Hessian needs them at the same point); f alone
-        without ``with_grad``."""
-        n, D = Xa.shape
-        phi = phi_flat.reshape(Q.shape[1], D)
-        theta = Q @ phi
-        logp = sm.log_probabilities(Xa, theta)
-        losses = -logp[np.arange(n), yidx]
-        if w is not None:
-            losses = losses * w
-        f = losses.mean() + 0.5 * self.alpha * np.sum(phi * phi)
-        if not with_grad:
-            return f
-        P = np.exp(logp)
-        R = sm.residuals(P, yidx)
-        if w is not None:
-            R *= w[:, None]
-        grad = (Q.T @ R.T @ Xa) / n + self.alpha * phi
-        if with_probs:
-            return f, grad.ravel(), theta, P
-        return f, grad.ravel(), theta
+        without ``with_grad``. ``rows``: the :class:`~divpred.models._objective.FitRows` of
+        (Xa, yidx, w), built once by a caller that evaluates f many times on the same rows."""
+        if rows is None:
+            rows = FitRows(Xa, yidx, w)
+        return reduced_objective(phi_flat, rows, Q, self.alpha, with_grad, with_probs)
 
     def _newton_direction(self, Xa, theta, Q, w, grad, gram, pairs=None, probs=None):
         """H^{-1} grad for the objective's Hessian H = (1/n) sum_i w_i h_i + alpha I.
@@ -401,14 +393,19 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         y = sm.cholesky_solve(sm.cholesky_lower_inplace(F), u * (Xa @ grad))
         return (grad - (u * y) @ Xa) / self.alpha
 
-    def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None, first_factor=None):
+    def _fit_newton(self, Xa, yidx, Q, w, phi0, input_gram=None, first_factor=None,
+                    rows=None):
         """Damped Newton from ``phi0`` (None: zero) to ``tol``: (phi (B, D), steps,
         converged). ``first_factor``: the Cholesky factor of the objective's Hessian at
-        ``phi0`` when the caller has it (``_fit``'s ``hint_at_start``), for the first step."""
+        ``phi0`` when the caller has it (``_fit``'s ``hint_at_start``), for the first step;
+        ``rows``: as :meth:`_reduced_objective`'s."""
         n, D = Xa.shape
         m = Q.shape[1] * D
         phi = np.zeros(m) if phi0 is None else phi0.ravel().copy()
-        f, grad, theta, probs = self._reduced_objective(phi, Xa, yidx, Q, w, with_probs=True)
+        if rows is None:
+            rows = FitRows(Xa, yidx, w)
+        f, grad, theta, probs = self._reduced_objective(phi, Xa, yidx, Q, w, with_probs=True,
+                                                        rows=rows)
         # Fewer points than parameters (images): Newton systems of size n (C-1), not m.
         gram = pairs = None
         if self.alpha > 0 and n * Q.shape[1] < m:
@@ -428,7 +425,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
                 # cannot judge the step; take the full step and judge by the gradient.
                 phi = phi - step
                 f, grad, theta, probs = self._reduced_objective(phi, Xa, yidx, Q, w,
-                                                                with_probs=True)
+                                                                with_probs=True, rows=rows)
                 if decrement <= 1e-28 * max(1.0, abs(f)):
                     return phi.reshape(-1, D), it, True
                 continue
@@ -437,7 +434,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             while True:
                 cand = phi - t * step
                 f_new, g_new, th_new, p_new = self._reduced_objective(cand, Xa, yidx, Q, w,
-                                                                      with_probs=True)
+                                                                      with_probs=True, rows=rows)
                 if f_new <= f + 1e-4 * t * slope or t < 1e-10:
                     break
                 t *= 0.5
@@ -451,9 +448,10 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
         D = Xa.shape[1]
         m = Q.shape[1] * D
         x0 = np.zeros(m) if phi0 is None else phi0.ravel()
+        rows = FitRows(Xa, yidx, w)
 
         def fun(p):
-            f, g, _ = self._reduced_objective(p, Xa, yidx, Q, w)
+            f, g, _ = self._reduced_objective(p, Xa, yidx, Q, w, rows=rows)
             return f, g
 
         res = optimize.minimize(
@@ -463,7 +461,7 @@ class MultinomialLogit(ClassifierMixin, BaseEstimator):
             method="L-BFGS-B",
             options={"maxiter": 50 * self.max_iter, "gtol": self.tol, "ftol": 0.0, "maxcor": 30},
         )
-        _, g, _ = self._reduced_objective(res.x, Xa, yidx, Q, w)
+        _, g, _ = self._reduced_objective(res.x, Xa, yidx, Q, w, rows=rows)
         return res.x.reshape(-1, D), int(res.nit), bool(np.max(np.abs(g)) <= max(self.tol, 1e-7))
 
     def _fit_adam(self, Xa, yidx, C, w):
