@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_knee_guard.py --only sdk-mix2,natural   # a subset (*_subset.csv)
     python benchmarks/bench_knee_guard.py --whole --only natural    # also the whole run's test
     python benchmarks/bench_knee_guard.py --natural-probe   # z over the probe window, clean
-                                                            # natural data of 500-5000 rows
+                                 # natural data of 500-5000 rows; the knee on 10% flips, 3 seeds
     python benchmarks/bench_knee_guard.py --smoke    # 2 small cases, writes nothing here
 
 ``stop="auto"`` keeps the later of the calibration crossing c and the knee of V k
@@ -296,6 +296,38 @@ def natural_probe(sizes=(500, 1000, 2000, 5000), seeds=(0, 1, 2)) -> list[dict]:
     return rows
 
 
+def natural_extensions(n: int = 5000, seeds=(0, 1, 2), rate: float = 0.1) -> list[dict]:
+    """``Purifier()`` with every default on natural data with ``rate`` flips for each weight
+    seed, and (a) / (a') on its own extension when the knee decided."""
+    from _auto_cases import build_natural
+    from divpred import Purifier
+
+    rows = []
+    for seed in seeds:
+        data = build_natural(n, seed, family="noise", rate=rate)
+        pur = Purifier().fit(data.X, data.y, eval_set=(data.X_test, data.y_test),
+                             contamination=data.mask)
+        h = pur.history_
+        d = stopping.auto_decision(h["label_excess_z"], h["variance"], h["size"], final=True)
+        row = {"n": n, "seed": seed, "test": d.test, "crossing": d.calibrated, "knee": d.knee,
+               "start_acc": float(h["eval_accuracy"].iloc[0])}
+        if d.test == "knee":
+            c, k = d.calibrated, d.knee
+            ref = kept_rows(h, pur.removal_order_, c)
+            cand = kept_rows(h, pur.removal_order_, k)
+            k_rows = int(h["size"].iloc[c - 1] - h["size"].iloc[c])
+            a = crossfit_comparison(data.X, data.y, ref, cand)
+            ho = heldout_descent_comparison(data.X, data.y, ref, k - c, k_rows)
+            row.update({"acc_crossing": float(h["eval_accuracy"].iloc[c]),
+                        "acc_knee": float(h["eval_accuracy"].iloc[k]),
+                        "removed_crossing": 1 - h["size"].iloc[c] / n,
+                        "removed_knee": 1 - h["size"].iloc[k] / n,
+                        "gain_a": a["gain"], "z_a": a["gain"] / a["gain_se"],
+                        "gain_ho": ho["ho_gain"], "z_ho": ho["ho_gain_z"]})
+        rows.append(row)
+    return rows
+
+
 def rule_table(table: pd.DataFrame, label: str) -> pd.DataFrame:
     """The columns ``target_lines`` reads, for one rule."""
     return pd.DataFrame({"case": table["case"], "family": table["family"],
@@ -354,7 +386,9 @@ def main(argv=None) -> int:
                              "the held-out test (five descents of the run's length per case)")
     parser.add_argument("--natural-probe", action="store_true",
                         help="only z over the probe window on clean natural data of 500-5000 "
-                             "rows, three weight seeds (table knee_guard_natural_probe.csv)")
+                             "rows, three weight seeds (table knee_guard_natural_probe.csv), "
+                             "and Purifier() on 5000 rows with 10%% flips, (a) and (a') on its "
+                             "extension (knee_guard_natural_extensions.csv)")
     parser.add_argument("--smoke", action="store_true",
                         help="two small cases into a temporary folder")
     args = parser.parse_args(argv)
@@ -378,6 +412,10 @@ def main(argv=None) -> int:
             probe = natural_probe(*(((300,), (0,)) if args.smoke else ()))
             print(format_table(probe, [(k, k) for k in probe[0]]))
             write_csv(out / "knee_guard_natural_probe.csv", pd.DataFrame(probe))
+            ext = natural_extensions(*((600, (0,)) if args.smoke else ()))
+            print("\n## Purifier() on natural data with 10% flips: the knee's extension\n")
+            print(format_table(ext, [(k, k) for k in ext[0]]))
+            write_csv(out / "knee_guard_natural_extensions.csv", pd.DataFrame(ext))
             return 0
         rows = []
         for set_name, case in chosen:
