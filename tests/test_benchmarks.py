@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _snapshot(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+    # lstat: a symlinked cache folder (a worktree's shared auto-cache) is an entry, not its target
+    return {p.name: p.lstat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
 
 
 def _has_table(text: str) -> bool:
