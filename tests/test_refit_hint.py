@@ -123,3 +123,51 @@ def test_rejected_first_chord_step_gives_newtons_first_direction(monkeypatch):
         assert fit.converged_
         np.testing.assert_allclose(fit.theta_, cold.theta_, rtol=0,
                                    atol=1e-9 * np.abs(cold.theta_).max())
+
+
+def test_quasi_newton_chord_needs_fewer_gradients_for_the_same_refit(monkeypatch):
+    """From _CHORD_QN_MIN_ROWS rows the chord's steps after the first get limited-memory BFGS
+    corrections: against the fixed chord (the threshold raised out of reach) the first step is
+    the same, the refit reaches the cold fit's minimiser with at most the fixed chord's
+    gradients (the count of objective evaluations of each refit), and both end converged."""
+    import divpred.models.multinomial as mn
+
+    X, y = _data(n=2000, d=8, C=4, seed=5, signal=2.0)
+    model = MultinomialLogit(alpha=1e-3).fit(X, y)
+    state = _state(model, X, y)
+    dropped = np.argsort(-state.self_influence)[:40]
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[dropped] = False
+    hint = downdated_data_hessian(state, dropped)
+    cold = MultinomialLogit(alpha=1e-3).fit(X[keep], y[keep])
+    Xa, yidx = sm.augment(X[keep]), np.unique(y[keep], return_inverse=True)[1]
+    phi = (state.Q.T @ model.theta_).ravel()
+    probe = MultinomialLogit(alpha=1e-3)
+    f, g, _ = probe._reduced_objective(phi, Xa, yidx, state.Q, None)
+    factor = probe._chord_factor(hint)
+    one_step = phi - sm.cholesky_solve(factor, g)
+    assert X[keep].shape[0] >= mn._CHORD_QN_MIN_ROWS
+    original = mn.MultinomialLogit._reduced_objective
+    counts, fits, firsts = [], [], []
+    for threshold in (mn._CHORD_QN_MIN_ROWS, 10**9):
+        monkeypatch.setattr(mn, "_CHORD_QN_MIN_ROWS", threshold)
+        seen = []
+
+        def counted(self, phi_flat, *args, _seen=seen, **kwargs):
+            _seen.append(np.array(phi_flat))
+            return original(self, phi_flat, *args, **kwargs)
+
+        monkeypatch.setattr(mn.MultinomialLogit, "_reduced_objective", counted)
+        probe._chord_refine(phi, f, g, factor, Xa, yidx, state.Q, None)
+        firsts.append(seen[0])
+        seen.clear()
+        fits.append(_warm_refit(model, X, y, keep, hint))
+        counts.append(len(seen))
+        monkeypatch.setattr(mn.MultinomialLogit, "_reduced_objective", original)
+    for first in firsts:
+        np.testing.assert_allclose(first, one_step, rtol=0, atol=1e-13 * np.abs(phi).max())
+    assert counts[0] < counts[1]
+    for fit in fits:
+        assert fit.converged_
+        np.testing.assert_allclose(fit.theta_, cold.theta_, rtol=0,
+                                   atol=1e-9 * np.abs(cold.theta_).max())
