@@ -12,11 +12,12 @@ R the (n, C) rows w_i (p_i - e_{y_i}). A refit evaluates it at every chord and N
 the same rows, so :class:`FitRows` keeps what does not change between the steps: the design's
 transpose in its own memory and the positions of the labels' logits. The logits come out
 class-major, (C, n) = theta Xa^T: a GEMM with n as its long output dimension, about 3x faster
-than Xa theta^T (n, C) for a handful of classes, and bitwise the same numbers (each is the same
-dot product of length D). The log-sum-exp then runs over C contiguous rows of n numbers, in the
-order of :func:`divpred.models._softmax.log_probabilities` (row max, exponentials summed class
-by class, or numpy's sum of each row for C >= 8), so f, the gradient and the probabilities are
-bitwise those of the row-major arithmetic it replaces.
+than Xa theta^T (n, C) for a handful of classes (the same dot products of length D, which
+OpenBLAS rounds alike at most n but not at all: n = 201, D = 41 differs in the last bit). The
+log-sum-exp then runs over C contiguous rows of n numbers, in the order of
+:func:`divpred.models._softmax.log_probabilities` (row max, exponentials summed class by class,
+or numpy's sum of each row for C >= 8): given the same logits, f, the gradient and the
+probabilities are bitwise those of the row-major arithmetic it replaces.
 """
 
 from __future__ import annotations
