@@ -32,6 +32,11 @@ class _Data:
     def n(self) -> int:
         return int(self.X.shape[0] - self.removed.size)
 
+    def frozen(self) -> _Data:
+        """The same rows with the current removals, unaffected by later ones (for work
+        running beside the loop that updates ``removed``)."""
+        return _Data(self.X, self.y, self.classes, removed=self.removed.copy())
+
 
 def _prepare(X, y, classes=None) -> _Data:
     X, y = as_dask_data(X, y)
