@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 import dask
 import dask.array as da
@@ -112,82 +112,77 @@ class DaskPurifier:
         self._tail_counts: dict[int, list[int]] = {}
         model = None
         it = 0
-        # one thread beside this one: the scores of an iteration while z is evaluated
-        pool = ThreadPoolExecutor(max_workers=1)
-        try:
-            while True:
-                t0 = time.perf_counter()
-                model = fit_multinomial(None, None, client=self.client, _data=data,
-                                        start="subsample" if model is None else model.theta_,
-                                        **fit_kwargs)
-                thetas.append(model.theta_)
-                rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
-                       "newton_iterations": model.n_iter_}
-                stopped_by = None
-                scoring = None
-                if self.k != "adaptive" and self._cap(len(order), k, it, data.n, min_size,
-                                                      max_removed) is None:
-                    # the scores (four passes, then the top k) need only this fit: they run beside
-                    # the passes of z, which decide whether they are used (the run may stop here)
-                    scoring = pool.submit(_score_and_choose, data.frozen(), model, self.method, k,
-                                          self.client)
-                if folds is not None:
-                    # the Purifier's lazy schedule (divpred._calibration_schedule): the same z
-                    z = [r["label_excess_z"] for r in records] + [float("nan")]
-                    sizes = [r["size"] for r in records] + [rec["size"]]
-                    # (k="adaptive" sizes every batch from it: evaluated at every iteration)
-                    if self.k == "adaptive" or schedule.needs_excess(z, sizes, it):
-                        z[it] = self._excess(data, model, folds, seed, it, fit_kwargs)
-                    for t in schedule.fill_neighbourhoods(z, sizes, lambda t: self._excess(
-                            self._past(data, records, t), thetas[t], folds, seed, t, fit_kwargs)):
-                        if t < it:
-                            records[t]["label_excess_z"] = z[t]
-                            records[t]["label_tail_counts"] = self._tail_counts.get(t)
-                    rec["label_excess_z"] = z[it]
-                    rec["label_tail_counts"] = self._tail_counts.get(it)
-                    if calibration_rule(z, sizes, self.calibration_z) is not None:
-                        # the Purifier's auto rule also waits for the knee of V, which needs this V
-                        rec["variance"] = self._variance(data, model, scoring)
-                        if auto_rule(z, [r["variance"] for r in records] + [rec["variance"]],
-                                     sizes, self.calibration_z) is not None:
-                            stopped_by = "auto"
-                            it = self._cut_back(records, order, thetas, data, rec)
-                            if it < len(records):  # records[it] becomes the stop record
-                                rec, model = records.pop(), self._model_at(thetas[it], data)
-                                rec["variance"] = _summary(data, model, self.client).variance
-                if self.k == "adaptive":  # the batch of Purifier._batch_size
-                    sizes = [r["size"] for r in records] + [rec["size"]]
-                    tails = [r["label_tail_counts"] for r in records] + [rec["label_tail_counts"]]
-                    k = next_adaptive_batch(sizes, tails, self.k_, n_pool,
-                                            room=min(max_removed - len(order), data.n - min_size))
-                # the caps end an auto run too (then auto_fallback chooses)
-                if stopped_by is None:
-                    stopped_by = self._cap(len(order), k, it, data.n, min_size, max_removed)
-                if stopped_by is not None:
-                    if "variance" not in rec:
-                        rec["variance"] = _summary(data, model, self.client).variance
-                    rec["method_used"] = ""
-                    removed = []
-                else:
-                    info, removed = (scoring.result() if scoring is not None else
-                                     _score_and_choose(data, model, self.method, k, self.client))
-                    if "variance" not in rec:
-                        rec["variance"] = (info["variance"] if "variance" in info
-                                           else _summary(data, model, self.client).variance)
-                    rec["method_used"] = self.method
-                if eval_set is not None:
-                    rec["eval_accuracy"] = _accuracy(model, *eval_set, client=self.client)
-                rec["removed"] = list(removed)
-                rec["batch_size"] = len(removed)
-                rec["seconds"] = time.perf_counter() - t0
-                records.append(rec)
-                if stopped_by is not None:
-                    break
-                order.extend(removed)
-                data.removed = np.sort(np.asarray(order, dtype=np.int64))
-                it += 1
-        finally:
-            pool.shutdown(wait=True)
+        while True:
+            t0 = time.perf_counter()
+            model = fit_multinomial(None, None, client=self.client, _data=data,
+                                    start="subsample" if model is None else model.theta_,
+                                    **fit_kwargs)
+            thetas.append(model.theta_)
+            rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
+                   "newton_iterations": model.n_iter_}
+            stopped_by = None
+            scoring = None
+            if self.k != "adaptive" and self._cap(len(order), k, it, data.n, min_size,
+                                                  max_removed) is None:
+                # the scores (four passes, then the top k) need only this fit: they run beside
+                # the passes of z, which decide whether they are used (the run may stop here)
+                scoring = _Beside(_score_and_choose, data.frozen(), model, self.method, k,
+                                  self.client)
+            if folds is not None:
+                # the Purifier's lazy schedule (divpred._calibration_schedule): the same z
+                z = [r["label_excess_z"] for r in records] + [float("nan")]
+                sizes = [r["size"] for r in records] + [rec["size"]]
+                # (k="adaptive" sizes every batch from it: evaluated at every iteration)
+                if self.k == "adaptive" or schedule.needs_excess(z, sizes, it):
+                    z[it] = self._excess(data, model, folds, seed, it, fit_kwargs)
+                for t in schedule.fill_neighbourhoods(z, sizes, lambda t: self._excess(
+                        self._past(data, records, t), thetas[t], folds, seed, t, fit_kwargs)):
+                    if t < it:
+                        records[t]["label_excess_z"] = z[t]
+                        records[t]["label_tail_counts"] = self._tail_counts.get(t)
+                rec["label_excess_z"] = z[it]
+                rec["label_tail_counts"] = self._tail_counts.get(it)
+                if calibration_rule(z, sizes, self.calibration_z) is not None:
+                    # the Purifier's auto rule also waits for the knee of V, which needs this V
+                    rec["variance"] = self._variance(data, model, scoring)
+                    if auto_rule(z, [r["variance"] for r in records] + [rec["variance"]],
+                                 sizes, self.calibration_z) is not None:
+                        stopped_by = "auto"
+                        it = self._cut_back(records, order, thetas, data, rec)
+                        if it < len(records):  # records[it] becomes the stop record
+                            rec, model = records.pop(), self._model_at(thetas[it], data)
+                            rec["variance"] = _summary(data, model, self.client).variance
+            if self.k == "adaptive":  # the batch of Purifier._batch_size
+                sizes = [r["size"] for r in records] + [rec["size"]]
+                tails = [r["label_tail_counts"] for r in records] + [rec["label_tail_counts"]]
+                k = next_adaptive_batch(sizes, tails, self.k_, n_pool,
+                                        room=min(max_removed - len(order), data.n - min_size))
+            # the caps end an auto run too (then auto_fallback chooses)
+            if stopped_by is None:
+                stopped_by = self._cap(len(order), k, it, data.n, min_size, max_removed)
+            if stopped_by is not None:
+                if "variance" not in rec:
+                    rec["variance"] = _summary(data, model, self.client).variance
+                rec["method_used"] = ""
+                removed = []
+            else:
+                info, removed = (scoring.result() if scoring is not None else
+                                 _score_and_choose(data, model, self.method, k, self.client))
+                if "variance" not in rec:
+                    rec["variance"] = (info["variance"] if "variance" in info
+                                       else _summary(data, model, self.client).variance)
+                rec["method_used"] = self.method
+            if eval_set is not None:
+                rec["eval_accuracy"] = _accuracy(model, *eval_set, client=self.client)
+            rec["removed"] = list(removed)
+            rec["batch_size"] = len(removed)
+            rec["seconds"] = time.perf_counter() - t0
+            records.append(rec)
+            if stopped_by is not None:
+                break
+            order.extend(removed)
+            data.removed = np.sort(np.asarray(order, dtype=np.int64))
+            it += 1
         self.history_ = pd.DataFrame.from_records(records)
         self.removal_order_ = np.asarray(order, dtype=np.int64)
         self.stopped_by_ = stopped_by
@@ -262,6 +257,28 @@ class DaskPurifier:
         del order[sum(len(r["removed"]) for r in records) :]
         data.removed = np.sort(np.asarray(order, dtype=np.int64))
         return T
+
+
+class _Beside:
+    """``fn(*args)`` in a thread started now; ``result()`` waits for it and returns its value
+    or raises its exception."""
+
+    def __init__(self, fn, *args):
+        self._value, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _score_and_choose(data, model, method, k, client=None):
