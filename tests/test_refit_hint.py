@@ -65,16 +65,22 @@ def _warm_refit(model, X, y, keep, hint):
     return refit._fit(X[keep], y[keep], hessian_hint=hint)
 
 
+def _influential_drop(X, y, alpha, n_drop):
+    """The fit on (X, y), its state, the ``n_drop`` most influential rows (a real move of the
+    minimiser), the kept mask and the data Hessian downdated by those rows."""
+    model = MultinomialLogit(alpha=alpha).fit(X, y)
+    state = _state(model, X, y)
+    dropped = np.argsort(-state.self_influence)[:n_drop]
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[dropped] = False
+    return model, state, keep, downdated_data_hessian(state, dropped)
+
+
 @pytest.mark.parametrize("hint_kind", ["downdated", "wrong"])
 def test_hinted_refit_reaches_the_cold_fits_minimiser(hint_kind, monkeypatch):
     X, y = _data()
-    model = MultinomialLogit(alpha=1e-3).fit(X, y)
-    state = _state(model, X, y)
-    dropped = np.argsort(-state.self_influence)[:15]  # the most influential rows: a real move
-    keep = np.ones(X.shape[0], dtype=bool)
-    keep[dropped] = False
+    model, state, keep, hint = _influential_drop(X, y, 1e-3, 15)
     cold = MultinomialLogit(alpha=1e-3).fit(X[keep], y[keep])
-    hint = downdated_data_hessian(state, dropped)
     if hint_kind == "wrong":  # a useless chord costs steps, never the answer
         hint = 1e3 * np.eye(hint.shape[0])
     calls = _count_hessians(monkeypatch)
@@ -97,12 +103,7 @@ def test_rejected_first_chord_step_gives_newtons_first_direction(monkeypatch):
     at the start, to rounding) is Newton's first direction: one Hessian fewer, the same steps
     and minimiser."""
     X, y = _data(n=300, d=8, C=4, seed=3, signal=10.0)
-    model = MultinomialLogit(alpha=1e-4).fit(X, y)
-    state = _state(model, X, y)
-    dropped = np.argsort(-state.self_influence)[:15]
-    keep = np.ones(X.shape[0], dtype=bool)
-    keep[dropped] = False
-    hint = downdated_data_hessian(state, dropped)
+    model, state, keep, hint = _influential_drop(X, y, 1e-4, 15)
     refit = MultinomialLogit(alpha=model.alpha)
     Xa, yidx = sm.augment(X[keep]), np.unique(y[keep], return_inverse=True)[1]
     phi = (state.Q.T @ model.theta_).ravel()
@@ -133,12 +134,7 @@ def test_quasi_newton_chord_needs_fewer_gradients_for_the_same_refit(monkeypatch
     import divpred.models.multinomial as mn
 
     X, y = _data(n=2000, d=8, C=4, seed=5, signal=2.0)
-    model = MultinomialLogit(alpha=1e-3).fit(X, y)
-    state = _state(model, X, y)
-    dropped = np.argsort(-state.self_influence)[:40]
-    keep = np.ones(X.shape[0], dtype=bool)
-    keep[dropped] = False
-    hint = downdated_data_hessian(state, dropped)
+    model, state, keep, hint = _influential_drop(X, y, 1e-3, 40)
     cold = MultinomialLogit(alpha=1e-3).fit(X[keep], y[keep])
     Xa, yidx = sm.augment(X[keep]), np.unique(y[keep], return_inverse=True)[1]
     phi = (state.Q.T @ model.theta_).ravel()
