@@ -152,3 +152,38 @@ def test_dask_purifier_follows_the_purifier_lazy_schedule(monkeypatch, period):
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
     np.testing.assert_allclose(got.history_["variance"], ref.history_["variance"], rtol=1e-8)
     assert any(cuts) == (period == 6)
+
+
+def test_dask_purifier_leaves_no_scoring_thread_running_after_an_auto_stop(monkeypatch):
+    """The scores of an iteration run in a thread beside the passes of z; when z stops the run
+    there, that thread's result is unused, but fit must not return while it still runs (it
+    would go on submitting passes to the client). With method="self_influence" V does not come
+    from the scoring passes, so only the join at the stop waits for it. A first run counts the
+    scoring calls; in the second the last one (the unused one) is slowed, so that a thread left
+    running is still alive when fit returns."""
+    import threading
+    import time
+
+    from divpred.backends._dask import purify as dask_purify
+
+    original = dask_purify._score_and_choose
+    seen, slow = [], {"call": 0}
+
+    def counted(*args, **kwargs):
+        seen.append(threading.current_thread())
+        if len(seen) == slow["call"]:
+            time.sleep(1.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dask_purify, "_score_and_choose", counted)
+    X, y = _contaminated(600, seed=4, share=0.2)
+    runs = []
+    for _ in range(2):
+        seen.clear()
+        runs.append(db.DaskPurifier(alpha=1e-3, method="self_influence").fit(
+            *db.as_dask_data(X, y, block_rows=200)))
+        slow["call"] = len(seen)  # the second run slows its last call
+    assert runs[0].stopped_by_ == runs[1].stopped_by_ == "auto"
+    assert len(seen) >= 2 and all(t is not threading.main_thread() for t in seen)
+    assert not any(t.is_alive() for t in seen)
+    np.testing.assert_array_equal(runs[0].removal_order_, runs[1].removal_order_)

@@ -161,6 +161,8 @@ class DaskPurifier:
             if stopped_by is None:
                 stopped_by = self._cap(len(order), k, it, data.n, min_size, max_removed)
             if stopped_by is not None:
+                if scoring is not None:
+                    scoring.join()  # unused, but no thread outlives its iteration
                 if "variance" not in rec:
                     rec["variance"] = _summary(data, model, self.client).variance
                 rec["method_used"] = ""
@@ -273,6 +275,10 @@ class _Beside:
             self._value = fn(*args)
         except BaseException as exc:  # handed to the caller of result()
             self._error = exc
+
+    def join(self) -> None:
+        """Wait for the thread, whatever it returns or raises."""
+        self._thread.join()
 
     def result(self):
         self._thread.join()
