@@ -12,14 +12,31 @@ from .engine import _Data, _prepare
 from .influence import _stats
 
 
-def _objective_terms(data: _Data, phi, Q, alpha, client=None):
+def _objective_terms(data: _Data, phi, Q, alpha, client=None, with_S=False, sums=None):
+    """f, its gradient and Hessian, the mean loss at theta = Q phi; ``sums`` (a dict), if
+    given, receives the pass's raw sums and their theta (with S = sum g_i g_i^T if
+    ``with_S``): the scores' first pass at that theta (:func:`.influence._pass1`)."""
     theta = Q @ phi
-    n, loss, col, H_sum, _ = _stats(data, theta, with_S=False, client=client)
+    n, loss, col, H_sum, S = _stats(data, theta, with_S=with_S, client=client)
+    if sums is not None:
+        sums.clear()
+        sums.update(theta=theta, n=n, loss=loss, col=col, H_sum=H_sum, S=S)
     f = loss / n + 0.5 * alpha * float(np.sum(phi * phi))
     grad = col / n + alpha * phi.ravel()
     H = H_sum / n
     H[np.diag_indices_from(H)] += alpha
     return f, grad, H, loss / n
+
+
+def _likely_last(g_now: float, g_before: float | None, tol: float) -> bool:
+    """Whether the pass after this Newton step will probably meet max|grad| <= tol, so it
+    should also sum S: Newton's quadratic rate g_next ~ c g_now^2 with c = g_now / g_before^2
+    from the last two steps, with a factor 10 of margin (before a second gradient: g_now <=
+    sqrt(tol) / 10). A wrong guess costs one more gram in that pass or the scores' own first
+    pass, never a number (the sums are used only at exactly the returned theta)."""
+    if g_before is None or g_before <= 0.0:
+        return g_now <= 0.1 * np.sqrt(tol)
+    return g_now**3 / g_before**2 <= 10.0 * tol
 
 
 def fit_multinomial(
@@ -34,6 +51,7 @@ def fit_multinomial(
     subsample_rows: int | None = None,
     client=None,
     _data: _Data | None = None,
+    _sums: dict | None = None,
 ) -> MultinomialLogit:
     """Fit :class:`~divpred.MultinomialLogit`'s objective (Newton) on row-blocked data.
 
@@ -47,6 +65,10 @@ def fit_multinomial(
         ``"subsample"``: start from the numpy Newton fit on a random subsample of
         ``subsample_rows`` rows (default max(100 m, n / 16), at most 10^6) when n >= 10^5 —
         fewer full passes, same minimiser. ``None``: theta = 0. An array: warm start.
+    _sums : dict, optional (internal)
+        Filled with the raw sums of the last pass (``theta``, ``n``, ``loss``, ``col``,
+        ``H_sum``, ``S`` or None) for :func:`.influence._pass1`, which reuses them when
+        ``theta`` is the returned ``theta_`` and S was summed (see :func:`_likely_last`).
 
     Returns
     -------
@@ -70,17 +92,25 @@ def fit_multinomial(
         phi = Q.T @ np.asarray(start, dtype=np.float64)
     phi = phi.ravel()
 
-    f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client)
+    sums = _sums
+    f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client,
+                                        sums=sums)
     converged, n_iter = False, max_iter
+    g_before = None
     for it in range(1, max_iter + 1):
         if np.max(np.abs(grad)) <= tol:
             converged, n_iter = True, it - 1
             break
         step = _psd_solve(H, grad)
         decrement = float(grad @ step)
+        g_now = float(np.max(np.abs(grad)))
+        with_S = sums is not None and _likely_last(g_now, g_before, tol)
+        g_before = g_now
         if decrement <= 1e-12 * max(1.0, abs(f)):
             phi = phi - step
-            f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client)
+            # a step this small is the last but one or the last: S in its pass
+            f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client,
+                                                sums is not None, sums)
             if decrement <= 1e-28 * max(1.0, abs(f)):
                 converged, n_iter = True, it
                 break
@@ -89,7 +119,7 @@ def fit_multinomial(
         while True:
             cand = phi - t * step
             f_new, g_new, H_new, l_new = _objective_terms(
-                data, cand.reshape(C - 1, D), Q, alpha, client
+                data, cand.reshape(C - 1, D), Q, alpha, client, with_S, sums
             )
             if f_new <= f + 1e-4 * t * slope or t < 1e-10:
                 break

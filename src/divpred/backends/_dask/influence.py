@@ -154,9 +154,14 @@ class _Pass1:
     theta: np.ndarray
 
 
-def _pass1(data: _Data, model, client=None) -> _Pass1:
+def _pass1(data: _Data, model, client=None, sums: dict | None = None) -> _Pass1:
+    """The first pass's sums at ``model.theta_``; taken from ``sums`` (the fit's last pass, see
+    :func:`.fit.fit_multinomial`) without a pass when they hold S at exactly that theta."""
     theta = _theta_of(model)
-    n, loss, col, H_sum, S = _stats(data, theta, with_S=True, client=client)
+    if sums is not None and sums["S"] is not None and np.array_equal(sums["theta"], theta):
+        n, loss, col, H_sum, S = (sums[key] for key in ("n", "loss", "col", "H_sum", "S"))
+    else:
+        n, loss, col, H_sum, S = _stats(data, theta, with_S=True, client=client)
     if n < MIN_POINTS:
         raise ValueError(f"need at least {MIN_POINTS} points for pairwise influences, got {n}")
     H_data = H_sum / n
@@ -209,8 +214,8 @@ def influence_summary(model, X, y, *, client=None) -> InfluenceSummary:
     return _summary(_prepare(X, y, model.classes_), model, client)
 
 
-def _summary(data: _Data, model, client=None) -> InfluenceSummary:
-    p1 = _pass1(data, model, client)
+def _summary(data: _Data, model, client=None, sums: dict | None = None) -> InfluenceSummary:
+    p1 = _pass1(data, model, client, sums)
     p2 = _pass2(data, p1, with_c=False, client=client)
     return InfluenceSummary(n=p1.n, n_params=p1.Hinv.shape[0], pair_sum=p2["S1"],
                             pair_sum_sq=p2["S2"])
@@ -311,8 +316,8 @@ def delta_scores(model, X, y, method: str = "fast1", *, client=None, return_info
     return (scores, info) if return_info else scores
 
 
-def _delta(data: _Data, model, method: str, client=None):
-    p1 = _pass1(data, model, client)
+def _delta(data: _Data, model, method: str, client=None, sums: dict | None = None):
+    p1 = _pass1(data, model, client, sums)
     if method == "self_influence":
         scores = _map(data, _self_influence_block, {"theta": p1.theta, "Hinv": p1.Hinv})
         return scores, {"method": method, "n": p1.n}

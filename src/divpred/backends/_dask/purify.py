@@ -114,9 +114,10 @@ class DaskPurifier:
         it = 0
         while True:
             t0 = time.perf_counter()
+            sums: dict = {}  # the fit's last pass: the scores' first when S is in it
             model = fit_multinomial(None, None, client=self.client, _data=data,
                                     start="subsample" if model is None else model.theta_,
-                                    **fit_kwargs)
+                                    _sums=sums, **fit_kwargs)
             thetas.append(model.theta_)
             rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
                    "newton_iterations": model.n_iter_}
@@ -127,7 +128,7 @@ class DaskPurifier:
                 # the scores (four passes, then the top k) need only this fit: they run beside
                 # the passes of z, which decide whether they are used (the run may stop here)
                 scoring = _Beside(_score_and_choose, data.frozen(), model, self.method, k,
-                                  self.client)
+                                  self.client, sums)
             if folds is not None:
                 # the Purifier's lazy schedule (divpred._calibration_schedule): the same z
                 z = [r["label_excess_z"] for r in records] + [float("nan")]
@@ -163,13 +164,14 @@ class DaskPurifier:
             if stopped_by is not None:
                 if scoring is not None:
                     scoring.join()  # unused, but no thread outlives its iteration
-                if "variance" not in rec:
-                    rec["variance"] = _summary(data, model, self.client).variance
+                if "variance" not in rec:  # (sums: used only if model is this fit)
+                    rec["variance"] = _summary(data, model, self.client, sums).variance
                 rec["method_used"] = ""
                 removed = []
             else:
                 info, removed = (scoring.result() if scoring is not None else
-                                 _score_and_choose(data, model, self.method, k, self.client))
+                                 _score_and_choose(data, model, self.method, k, self.client,
+                                                   sums))
                 if "variance" not in rec:
                     rec["variance"] = (info["variance"] if "variance" in info
                                        else _summary(data, model, self.client).variance)
@@ -287,9 +289,10 @@ class _Beside:
         return self._value
 
 
-def _score_and_choose(data, model, method, k, client=None):
-    """(the scoring passes' info, the rows of the k largest scores) of the fit ``model``."""
-    scores, info = _delta(data, model, method, client)
+def _score_and_choose(data, model, method, k, client=None, sums=None):
+    """(the scoring passes' info, the rows of the k largest scores) of the fit ``model``
+    (``sums``: the fit's last pass, see :func:`.influence._pass1`)."""
+    scores, info = _delta(data, model, method, client, sums)
     return info, _top_k(scores, data.rows, k, client)
 
 
