@@ -72,3 +72,28 @@ def test_sums_at_another_theta_are_not_used(fitted, monkeypatch):
     calls = _counting(monkeypatch)
     dpurify._score_and_choose(data, model, "fast1", 7, None, moved)
     assert len(calls) == 4
+
+
+def test_purifier_loop_takes_one_pass_fewer_per_scored_iteration(monkeypatch):
+    X, y = make_classification(3000, 4, 3, seed=8, noise=0.6)
+    y[::29] = (y[::29] + 1) % 3
+    Xd, yd = db.as_dask_data(X, y, block_rows=1000)
+    calls = _counting(monkeypatch)
+
+    def run():
+        calls.clear()
+        got = db.DaskPurifier(alpha=1e-3, k=60, max_iter=4, stop="none").fit(Xd, yd)
+        return got, len(calls)
+
+    fused, n_fused = run()
+    real_fit = dpurify.fit_multinomial  # without the fit's sums: today's separate pass 1
+    monkeypatch.setattr(dpurify, "fit_multinomial",
+                        lambda *a, _sums=None, **k: real_fit(*a, **k))
+    plain, n_plain = run()
+    # 4 scored iterations and the stop's V: each saves its first pass
+    assert n_plain - n_fused == 5
+    np.testing.assert_array_equal(fused.removal_order_, plain.removal_order_)
+    np.testing.assert_allclose(fused.history_["variance"], plain.history_["variance"],
+                               rtol=1e-12)
+    np.testing.assert_allclose(fused.history_["train_loss"], plain.history_["train_loss"],
+                               rtol=1e-12)

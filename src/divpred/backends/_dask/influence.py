@@ -158,7 +158,7 @@ def _pass1(data: _Data, model, client=None, sums: dict | None = None) -> _Pass1:
     """The first pass's sums at ``model.theta_``; taken from ``sums`` (the fit's last pass, see
     :func:`.fit.fit_multinomial`) without a pass when they hold S at exactly that theta."""
     theta = _theta_of(model)
-    if sums is not None and sums["S"] is not None and np.array_equal(sums["theta"], theta):
+    if sums and sums["S"] is not None and np.array_equal(sums["theta"], theta):
         n, loss, col, H_sum, S = (sums[key] for key in ("n", "loss", "col", "H_sum", "S"))
     else:
         n, loss, col, H_sum, S = _stats(data, theta, with_S=True, client=client)
