@@ -37,13 +37,15 @@ def _stats_block(Xb, yb, rb, c):
 
 def _forms(st: FittedState, c, names) -> list[np.ndarray]:
     """The (n, B, B) quadratic forms xa_i^T A_ab xa_i of the symmetric (m, m) matrices
-    ``c[name]`` for ``name`` in ``names``: one GEMM of the D-wide rows against all their blocks
-    a <= b side by side (the numpy path's :mod:`divpred._rowpass` does the same per chunk)."""
-    stacked = sm.upper_blocks_side_by_side([c[name] for name in names], st.B, st.D)
-    K = st.B * (st.B + 1) // 2
-    upper = sm.stacked_quadratic_forms(st.Xa, stacked)
-    return [sm.symmetric_from_upper(upper[:, j * K : (j + 1) * K], st.B)
-            for j in range(len(names))]
+    ``c[name]`` for ``name`` in ``names``, in one GEMM (as the numpy path's
+    :mod:`divpred._rowpass` per chunk)."""
+    return sm.block_quadratic_forms_many(st.Xa, [c[name] for name in names], st.B)
+
+
+def _gradient_form(st: FittedState, q: np.ndarray) -> np.ndarray:
+    """g_i^T A g_i for every row from the quadratic forms ``q`` (n, B, B) of A (:func:`_forms`),
+    g_i = R_i (x) xa_i: R_i . (xa_i . (A g_i)_a)."""
+    return np.einsum("na,na->n", st.R, sm.contract_forms(q, st.R))
 
 
 def _row_dot(st: FittedState, v: np.ndarray) -> np.ndarray:
@@ -79,20 +81,16 @@ def _pass2_block(Xb, yb, rb, c):
     return np.concatenate(out)
 
 
-def _quad_blocks(st: FittedState, M: np.ndarray) -> np.ndarray:
-    return sm.block_quadratic_forms(st.Xa, M, st.B)
-
-
 def _pass3_block(Xb, yb, rb, c):
     """sum_i (Q^T W_i v_i) (x) xa_i of one block (the Hessian part of c, times n)."""
     st = _block_state(Xb, yb, rb, c)
-    coef = sm.hessian_shift_coefficients(st.P, st.Q, _quad_blocks(st, c["M"]))
+    coef = sm.hessian_shift_coefficients(st.P, st.Q, _forms(st, c, ["M"])[0])
     return (coef.T @ st.Xa).ravel()
 
 
 def _self_influence_block(Xb, yb, rb, c):
     st = _block_state(Xb, yb, rb, c)
-    return np.einsum("na,na->n", st.R, sm.contract_forms(_forms(st, c, ["Hinv"])[0], st.R))
+    return _gradient_form(st, _forms(st, c, ["Hinv"])[0])
 
 
 def _fast1_block(Xb, yb, rb, c):
@@ -104,9 +102,9 @@ def _fast1_block(Xb, yb, rb, c):
     st = _block_state(Xb, yb, rb, c)
     n = c["n"]
     qH, qHSH, Qd = _forms(st, c, ["Hinv", "HSH", "M"])
-    dprime = np.einsum("na,na->n", st.R, sm.contract_forms(qH, st.R))
+    dprime = _gradient_form(st, qH)
     r = -_row_dot(st, c["Hcol"])  # sum_j K_zj
-    s = np.einsum("na,na->n", st.R, sm.contract_forms(qHSH, st.R))  # sum_j K_zj^2
+    s = _gradient_form(st, qHSH)  # sum_j K_zj^2
     qw = np.einsum("nab,nab->n", Qd, st.W)  # <M, h_z>
     shift = _row_dot(st, c["Hc"]) / n
     renorm = (c["qw_mean"] - qw) / (n - 1.0)
