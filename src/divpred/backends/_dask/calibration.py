@@ -187,9 +187,10 @@ def _fold_pass_task(Xb, yb, rb, fb, c):
             U = block_uniforms(c["seed_it"], first_kept, Xa.shape[0])
         at_label = (np.arange(Xa.shape[0]), yidx)
         for f, theta in c["thetas"]:
-            P = sm.probabilities(Xa, theta)
+            logP = sm.log_probabilities(Xa, theta)
+            P = np.exp(logP)
             test = fb == f
-            loss = -np.log(np.clip(P[at_label][~test], 1e-300, None)).sum()
+            loss = -logP[at_label][~test].sum()
             R = sm.residuals(P, yidx) @ Q
             R[test] = 0.0  # the gradient of the training rows, without copying their Xa
             grad = R.T @ Xa
