@@ -130,6 +130,30 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def target_figures(table: pd.DataFrame) -> dict:
+    """The figures the issue's targets are judged on, for one method's results (``table`` as
+    :func:`target_lines` reads it): gap median and worst (with its case), the clean cases' most
+    removed and most lost (NaN without clean cases), the cases at or above cleanlab's accuracy
+    and the rule mixtures at or above its F1 (with the cases below each)."""
+    gaps = table["gap"].to_numpy(dtype=float)
+    worst = int(np.nanargmax(gaps))
+    clean = table[table["family"] == "clean"]
+    wins = table["acc"] >= table["cl_acc"] - EPS
+    mixtures = table[table["family"] == "rules"]
+    f1_ok = mixtures["f1"].fillna(0) >= mixtures["cl_f1"].fillna(0) - EPS
+    return {
+        "cases": len(table), "median_gap": float(np.nanmedian(gaps)),
+        "worst_gap": float(gaps[worst]), "worst_case": table["case"].iloc[worst],
+        "clean_cases": len(clean),
+        "clean_most_removed": float(clean["removed"].max()) if len(clean) else np.nan,
+        "clean_most_lost": float((clean["start_acc"] - clean["acc"]).max())
+        if len(clean) else np.nan,
+        "acc_ge_cleanlab": int(wins.sum()), "below_cleanlab": list(table.loc[~wins, "case"]),
+        "mixtures": len(mixtures), "mixture_f1_ge_cleanlab": int(f1_ok.sum()),
+        "mixture_f1_below": list(mixtures.loc[~f1_ok, "case"]),
+    }
+
+
 def target_lines(table: pd.DataFrame, label: str) -> list[str]:
     """The issue's targets checked on one method's results, one line each.
 
@@ -137,39 +161,33 @@ def target_lines(table: pd.DataFrame, label: str) -> list[str]:
     ``gap``, ``removed``, ``f1``, ``cl_acc``, ``cl_f1`` and optionally ``seconds`` and
     ``cl_seconds``.
     """
+    fig = target_figures(table)
     lines = []
-    gaps = table["gap"].to_numpy(dtype=float)
-    worst = int(np.nanargmax(gaps))
-    med = float(np.nanmedian(gaps))
+    med, worst = fig["median_gap"], fig["worst_gap"]
     lines.append(
         f"{label}: gap to the hindsight best: median {med:.4f} (<= {MEDIAN_GAP}) "
-        f"{_verdict(med <= MEDIAN_GAP + EPS)}; worst {gaps[worst]:.4f} at "
-        f"{table['case'].iloc[worst]} (<= {WORST_GAP}) {_verdict(gaps[worst] <= WORST_GAP + EPS)}"
+        f"{_verdict(med <= MEDIAN_GAP + EPS)}; worst {worst:.4f} at "
+        f"{fig['worst_case']} (<= {WORST_GAP}) {_verdict(worst <= WORST_GAP + EPS)}"
     )
-    clean = table[table["family"] == "clean"]
-    if len(clean):
-        removed = float(clean["removed"].max())
-        lost = float((clean["start_acc"] - clean["acc"]).max())
+    if fig["clean_cases"]:
+        removed, lost = fig["clean_most_removed"], fig["clean_most_lost"]
         lines.append(
-            f"{label}: clean cases ({len(clean)}): most removed {100 * removed:.1f}% (<= 2%) "
-            f"{_verdict(removed <= CLEAN_REMOVED + EPS)}; most lost {100 * lost:.2f} pp "
+            f"{label}: clean cases ({fig['clean_cases']}): most removed {100 * removed:.1f}% "
+            f"(<= 2%) {_verdict(removed <= CLEAN_REMOVED + EPS)}; most lost {100 * lost:.2f} pp "
             f"(<= 0.5 pp) {_verdict(lost <= CLEAN_LOST + EPS)}"
         )
-    wins = table["acc"] >= table["cl_acc"] - EPS
-    share = float(wins.mean())
-    losers = ", ".join(table.loc[~wins, "case"])
+    share = fig["acc_ge_cleanlab"] / fig["cases"]
+    losers = ", ".join(fig["below_cleanlab"])
     lines.append(
-        f"{label}: test accuracy >= cleanlab on {int(wins.sum())} of {len(table)} cases "
+        f"{label}: test accuracy >= cleanlab on {fig['acc_ge_cleanlab']} of {fig['cases']} cases "
         f"({100 * share:.0f}%, >= 80%) {_verdict(share >= BEAT_CLEANLAB_SHARE)}"
         + (f"; below on: {losers}" if losers else "")
     )
-    mixtures = table[table["family"] == "rules"]
-    if len(mixtures):
-        f1_ok = mixtures["f1"].fillna(0) >= mixtures["cl_f1"].fillna(0) - EPS
-        below = ", ".join(mixtures.loc[~f1_ok, "case"])
+    if fig["mixtures"]:
+        below = ", ".join(fig["mixture_f1_below"])
         lines.append(
-            f"{label}: contamination F1 >= cleanlab on {int(f1_ok.sum())} of {len(mixtures)} "
-            f"rule-mixture cases (all) {_verdict(bool(f1_ok.all()))}"
+            f"{label}: contamination F1 >= cleanlab on {fig['mixture_f1_ge_cleanlab']} of "
+            f"{fig['mixtures']} rule-mixture cases (all) {_verdict(not fig['mixture_f1_below'])}"
             + (f"; below on: {below}" if below else "")
         )
     if "seconds" in table and "cl_seconds" in table:

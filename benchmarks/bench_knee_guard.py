@@ -77,7 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _auto_cases import CASES, SMOKE_CASES, Case, CaseData  # noqa: E402
 from _auto_heldout import HELDOUT  # noqa: E402
-from _auto_metrics import gap, point, target_lines  # noqa: E402
+from _auto_metrics import gap, point, target_figures, target_lines  # noqa: E402
 from _auto_stranger import STRANGER  # noqa: E402
 from _common import format_table, machine_info  # noqa: E402
 from bench_auto import CACHE_NAME, RESULTS, Config, cached_cleanlab, reference_curve  # noqa: E402
@@ -346,19 +346,16 @@ def summary(table: pd.DataFrame) -> list[dict]:
     for set_name, part in table.groupby("set", sort=False):
         for label in rules_in(table):
             t = rule_table(part, label)
-            clean = t[t["family"] == "clean"]
-            mix = t[t["family"] == "rules"]
+            fig = target_figures(t)
             rows.append({
-                "set": set_name, "rule": label, "cases": len(t),
-                "median_gap": float(t["gap"].median()), "worst_gap": float(t["gap"].max()),
+                "set": set_name, "rule": label, "cases": fig["cases"],
+                "median_gap": fig["median_gap"], "worst_gap": fig["worst_gap"],
                 "gaps_over_0.03": int((t["gap"] > 0.03 + 1e-12).sum()),
-                "clean_most_removed": float(clean["removed"].max()) if len(clean) else np.nan,
-                "clean_most_lost": float((clean["start_acc"] - clean["acc"]).max())
-                if len(clean) else np.nan,
-                "acc_ge_cleanlab": int((t["acc"] >= t["cl_acc"] - 1e-12).sum()),
-                "mixture_f1_ge_cleanlab": int((mix["f1"].fillna(0)
-                                               >= mix["cl_f1"].fillna(0) - 1e-12).sum()),
-                "mixtures": len(mix)})
+                "clean_most_removed": fig["clean_most_removed"],
+                "clean_most_lost": fig["clean_most_lost"],
+                "acc_ge_cleanlab": fig["acc_ge_cleanlab"],
+                "mixture_f1_ge_cleanlab": fig["mixture_f1_ge_cleanlab"],
+                "mixtures": fig["mixtures"]})
     return rows
 
 
