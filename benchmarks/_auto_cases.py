@@ -57,7 +57,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from _scale_sizes import onehot_test_rows, onehot_weights
+from _scale_sizes import ONEHOT_SHAPE, onehot_test_rows
 from divpred.data import (
     ALPHABET,
     PAPER_DISTRIBUTIONS,
@@ -65,6 +65,7 @@ from divpred.data import (
     load_digits_all,
     make_sd,
     onehot_logit_block,
+    onehot_logit_weights,
     random_sd_distribution,
 )
 from divpred.datasets import load_paper
@@ -243,13 +244,13 @@ def build_sklearn(n: int, seed: int, *, data: str, family: str, rate: float = 0.
 
 
 # ---------------------------------------------------------------------------- natural
-NATURAL_SHAPE = (10, 4, 4)  # groups, levels, classes of bench_scale.onehot_numpy's rows
+NATURAL_SHAPE = ONEHOT_SHAPE  # groups, levels, classes
 
 
 def build_natural(n: int, seed: int, *, family: str = "clean", rate: float = 0.0) -> CaseData:
     """Multinomial-logit labels on one-hot rows (module docstring): ``bench_scale``'s block 0
     for ``seed`` (n rows), its clean test rows, and ``flipped_labels`` of the drawn labels."""
-    weights = onehot_weights(seed)
+    weights = onehot_logit_weights(seed, *NATURAL_SHAPE)
     X, y_drawn = onehot_logit_block(0, n, *NATURAL_SHAPE, seed, weights)
     X_test, y_test = onehot_test_rows(seed=seed)
     y, mask = flipped_labels(y_drawn, family, rate, np.arange(NATURAL_SHAPE[2]), seed + 1)

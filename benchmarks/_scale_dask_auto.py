@@ -30,7 +30,7 @@ NOISE = 0.05
 FLIP_SEED = 1
 TEST_BLOCK = 10**6  # block index of the clean held-out rows (never a training block)
 TEST_ROWS = 50_000
-N_GROUPS, LEVELS, N_CLASSES, DATA_SEED = 10, 4, 4, 0
+DATA_SEED = 0
 
 
 def flip_block(yb: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,9 +46,10 @@ def flip_block(yb: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
 def noisy_onehot_numpy(n: int, block_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """X (n, 40), noisy y (n,) and the flipped mask (n,) as numpy arrays: ``onehot_numpy``'s
     rows with each ``block_rows`` block flipped by :func:`flip_block`."""
+    from _scale_sizes import ONEHOT_SHAPE
     from bench_scale import onehot_numpy
 
-    X, y = onehot_numpy(n, N_GROUPS, LEVELS, N_CLASSES, block_rows=block_rows, seed=DATA_SEED)
+    X, y = onehot_numpy(n, *ONEHOT_SHAPE, block_rows=block_rows, seed=DATA_SEED)
     noisy, flipped = np.empty_like(y), np.empty(n, dtype=bool)
     for b, start in enumerate(range(0, n, block_rows)):
         part = slice(start, start + block_rows)
@@ -59,11 +60,11 @@ def noisy_onehot_numpy(n: int, block_rows: int) -> tuple[np.ndarray, np.ndarray,
 def write_noisy_block(path: str, block: int, rows: int) -> int:
     """Generate block ``block`` (``rows`` rows), flip its labels and save it as ``.npz`` (X
     uint8, y int8, flipped bool); returns the number of flipped rows."""
-    from _scale_sizes import onehot_weights
-    from divpred.data.onehot_logit import onehot_logit_block
+    from _scale_sizes import ONEHOT_SHAPE
+    from divpred.data.onehot_logit import onehot_logit_block, onehot_logit_weights
 
-    Xb, yb = onehot_logit_block(block, rows, N_GROUPS, LEVELS, N_CLASSES, DATA_SEED,
-                                onehot_weights(DATA_SEED))
+    Xb, yb = onehot_logit_block(block, rows, *ONEHOT_SHAPE, DATA_SEED,
+                                onehot_logit_weights(DATA_SEED, *ONEHOT_SHAPE))
     noisy, flipped = flip_block(yb, block)
     np.savez(path, X=Xb.astype(np.uint8), y=noisy.astype(np.int8), flipped=flipped)
     return int(flipped.sum())

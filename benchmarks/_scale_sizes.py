@@ -21,6 +21,9 @@ import numpy as np
 ALPHA, DAMPING = 1e-4, 0.01
 
 
+# groups, levels and classes of the benchmarks' one-hot multinomial-logit rows
+# (bench_scale.onehot_numpy, the Dask runs, the natural cases of bench_auto)
+ONEHOT_SHAPE = (10, 4, 4)
 LAST_CPU = {"s": math.nan}  # CPU seconds of the latest _step (read right after it)
 
 
@@ -119,21 +122,14 @@ def measure_size(n: int, *, auto: bool, iteration: bool, noise: float = 0.05,
     return row
 
 
-def onehot_weights(seed: int = 0) -> np.ndarray:
-    """The (40, 4) weights of :func:`bench_scale.onehot_numpy`'s rule for ``seed`` (its default
-    10 groups of 4 levels and 4 classes), as ``synthetic_onehot`` draws them."""
-    from divpred.data.onehot_logit import onehot_logit_weights
-
-    return onehot_logit_weights(seed)
-
-
 def onehot_test_rows(rows: int = 20_000, seed: int = 0, block: int = 10**9):
     """Clean test rows of :func:`bench_scale.onehot_numpy`'s rule (its weights, for ``seed``),
     generated as block ``block``, an index no training set reaches, so that no training row is
     repeated."""
-    from divpred.data.onehot_logit import onehot_logit_block
+    from divpred.data.onehot_logit import onehot_logit_block, onehot_logit_weights
 
-    return onehot_logit_block(block, rows, 10, 4, 4, seed, onehot_weights(seed))
+    return onehot_logit_block(block, rows, *ONEHOT_SHAPE, seed,
+                              onehot_logit_weights(seed, *ONEHOT_SHAPE))
 
 
 def auto_quality(pur, X_test, y_test, n_flipped: int) -> dict:

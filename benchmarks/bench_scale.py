@@ -205,11 +205,12 @@ def run_dask_ooc(n, workdir, block_rows=250_000, n_groups=10, levels=4):
     import dask
 
     from divpred.backends import dask_backend as db
+    from divpred.data.onehot_logit import onehot_logit_weights
 
     out = {"path": "dask out-of-core (npz, 2 procs)", "n": n, "d": n_groups * levels}
     cluster, client = _cluster()
     try:
-        weights = np.random.default_rng(0).normal(size=(n_groups * levels, 4))
+        weights = onehot_logit_weights(0, n_groups, levels, 4)
         t = time.perf_counter()
         tasks, paths = [], []
         for b, start in enumerate(range(0, n, block_rows)):
