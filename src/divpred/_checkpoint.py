@@ -33,21 +33,35 @@ class CheckpointError(ValueError):
         super().__init__(f"{text}; {START_OVER}")
 
 
-def read_purifier_checkpoint(path, version: int, fingerprint: str) -> dict:
+def read_purifier_checkpoint(path, version: int, fingerprint: str, *, kind: str = "Purifier",
+                             scores: bool = True) -> dict:
     """The arrays of a :class:`~divpred.Purifier` checkpoint, checked for version and origin.
+
+    Parameters
+    ----------
+    kind : str
+        The estimator the file must come from (its ``kind`` entry; a file without one is a
+        Purifier's, which wrote none before the DaskPurifier shared this layout).
+    scores : bool
+        Whether the file holds removal scores (a DaskPurifier keeps none).
 
     Returns
     -------
-    dict with ``records`` (list of dict), ``order`` (int64, (r,)), ``scores`` (float64, (r,)),
-    ``thetas`` (list of float64 (C_t, d + 1)), ``fold_starts`` (dict fold label -> float64
-    (C, d + 1), the z fold fits' warm starts; empty in a checkpoint without them) and
-    ``stopped_by`` (str or None).
+    dict with ``records`` (list of dict), ``order`` (int64, (r,)), ``scores`` (float64, (r,);
+    None without ``scores``), ``thetas`` (list of float64 (C_t, d + 1)), ``fold_starts`` (dict
+    fold label -> float64 (C, d + 1), the z fold fits' warm starts; empty in a checkpoint
+    without them), ``stopped_by`` (str or None) and ``arrays`` (every entry of the file, for a
+    caller that writes entries of its own).
     """
     try:
         data = _io.read_npz(path, "checkpoint")
     except ValueError as exc:
         raise CheckpointError(path, _reason(exc, path), unreadable=True) from None
     saved_version = _scalar(data, "version", path, np.integer)
+    # before the version: the formats of the two estimators are numbered independently
+    saved_kind = _scalar(data, "kind", path, np.str_) if "kind" in data else "Purifier"
+    if saved_kind != kind:
+        raise CheckpointError(path, f"was written by a {saved_kind}, not a {kind}")
     if saved_version != version:
         newer = " a newer" if saved_version > version else " an older"
         raise CheckpointError(path, f"was written by{newer} divpred (checkpoint format "
@@ -71,8 +85,9 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str) -> dict:
                    for key in data if key.startswith("fold_start_")}
     stopped_by = _scalar(data, "stopped_by", path, np.str_)
     return {"records": records, "order": _array(data, "order", path),
-            "scores": _array(data, "removal_scores", path), "thetas": thetas,
-            "fold_starts": fold_starts, "stopped_by": stopped_by or None}
+            "scores": _array(data, "removal_scores", path) if scores else None,
+            "thetas": thetas, "fold_starts": fold_starts, "stopped_by": stopped_by or None,
+            "arrays": data}
 
 
 def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, k: int,
