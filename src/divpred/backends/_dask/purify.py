@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ... import _calibration_schedule as schedule
+from ..._batch import next_adaptive_batch
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, set_fitted_theta
 from .calibration import label_tail_counts
+from .checkpoint import DaskCheckpoint, Run, resume
 from .data import as_dask_data
 from .engine import _compute, _Data, _prepare
 from .fit import fit_multinomial
@@ -45,6 +47,10 @@ class DaskPurifier:
     random_state : int or None
         Seeds the cross-fitting folds and the uniforms of ``stop="auto"``.
     client : distributed.Client, optional
+    checkpoint : str or path, optional
+        File written atomically after every iteration; a later ``fit`` with the same data and
+        parameters resumes from it to the identical result (:mod:`.checkpoint`; it costs one
+        pass over the blocks, their digests).
 
     Attributes
     ----------
@@ -64,7 +70,8 @@ class DaskPurifier:
 
     def __init__(self, *, alpha=1e-4, damping=0.01, tol=1e-10, max_newton=100,
                  method="fast1", k="auto", max_iter="auto", max_fraction=0.5, min_size=None,
-                 stop="auto", calibration_z=3.0, random_state=None, client=None):
+                 stop="auto", calibration_z=3.0, random_state=None, client=None,
+                 checkpoint=None):
         from ...purify import K_WORDS, _check_count_or_fraction, _check_max_fraction
 
         if method not in FAST_METHODS:
@@ -80,13 +87,12 @@ class DaskPurifier:
         self.alpha, self.damping, self.tol, self.max_newton = alpha, damping, tol, max_newton
         self.method, self.k, self.max_iter, self.min_size = method, k, max_iter, min_size
         self.max_fraction, self.stop, self.calibration_z = max_fraction, stop, calibration_z
-        self.random_state, self.client = random_state, client
+        self.random_state, self.client, self.checkpoint = random_state, client, checkpoint
 
     def fit(self, X, y, eval_set=None) -> DaskPurifier:
         import math
         import time
 
-        from ..._batch import next_adaptive_batch
         from ...calibration import crossfit_folds
         from ...purify import _calibration_seed, resolve_batch_sizes
         from ...stopping import auto_fallback, auto_rule, calibration_rule
@@ -100,7 +106,6 @@ class DaskPurifier:
         max_removed = math.floor(self.max_fraction * n_pool)
         seed = _calibration_seed(self.random_state)
         folds = None
-        self._fold_starts: dict = {}  # fold -> its last solution (the Purifier's fold_starts)
         if self.stop == "auto":
             folds = crossfit_folds(np.asarray(_compute(data.y, self.client)), seed)
             # sent to the workers once: every z pass reads them there
@@ -108,11 +113,17 @@ class DaskPurifier:
                                                     chunks=(data.X.chunks[0],)), self.client)
         fit_kwargs = {"alpha": self.alpha, "damping": self.damping, "tol": self.tol,
                       "max_iter": self.max_newton}
-        records, order, thetas = [], [], []
-        self._tail_counts: dict[int, list[int]] = {}
-        model = None
-        it = 0
-        while True:
+        limits = (min_size, max_removed)
+        ckpt = DaskCheckpoint.open(self, data, eval_set)  # None without checkpoint=
+        run = resume(ckpt, self, data, lambda r: self._cap(
+            len(r.order), self._batch(r.records, len(r.order), n_pool, *limits),
+            len(r.records) - 1, r.records[-1]["size"], *limits))
+        records, order, thetas, stopped_by = run.records, run.order, run.thetas, run.stopped_by
+        # fold -> its last solution (the Purifier's fold_starts); iteration -> its tail counts
+        self._fold_starts, self._tail_counts = run.fold_starts, run.tail_counts()
+        model = self._model_at(thetas[-1], data) if thetas else None  # the next fit's start
+        it = len(records)
+        while stopped_by is None:
             t0 = time.perf_counter()
             sums: dict = {}  # the fit's last pass: the scores' first when S is in it
             model = fit_multinomial(None, None, client=self.client, _data=data,
@@ -153,14 +164,9 @@ class DaskPurifier:
                         if it < len(records):  # records[it] becomes the stop record
                             rec, model = records.pop(), self._model_at(thetas[it], data)
                             rec["variance"] = _summary(data, model, self.client).variance
-            if self.k == "adaptive":  # the batch of Purifier._batch_size
-                sizes = [r["size"] for r in records] + [rec["size"]]
-                tails = [r["label_tail_counts"] for r in records] + [rec["label_tail_counts"]]
-                k = next_adaptive_batch(sizes, tails, self.k_, n_pool,
-                                        room=min(max_removed - len(order), data.n - min_size))
-            # the caps end an auto run too (then auto_fallback chooses)
-            if stopped_by is None:
-                stopped_by = self._cap(len(order), k, it, data.n, min_size, max_removed)
+            k = self._batch([*records, rec], len(order), n_pool, *limits)
+            if stopped_by is None:  # the caps end an auto run too (then auto_fallback chooses)
+                stopped_by = self._cap(len(order), k, it, data.n, *limits)
             if stopped_by is not None:
                 if scoring is not None:
                     scoring.join()  # unused, but no thread outlives its iteration
@@ -187,10 +193,14 @@ class DaskPurifier:
             order.extend(removed)
             data.removed = np.sort(np.asarray(order, dtype=np.int64))
             it += 1
+            if ckpt is not None:
+                ckpt.save(Run(records, order, thetas, self._fold_starts))
+        if ckpt is not None:
+            ckpt.finish(Run(records, order, thetas, self._fold_starts, stopped_by))
         self.history_ = pd.DataFrame.from_records(records)
         self.removal_order_ = np.asarray(order, dtype=np.int64)
         self.stopped_by_ = stopped_by
-        best = it
+        best = len(records) - 1
         if folds is not None:
             h = self.history_
             best = auto_fallback(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
@@ -213,6 +223,16 @@ class DaskPurifier:
         if n - k < min_size:
             return "min_size"
         return None
+
+    def _batch(self, records, n_removed, n_pool, min_size, max_removed) -> int:
+        """The rows to remove after the last of ``records``: ``k_``, or with ``k="adaptive"``
+        the batch of ``Purifier._batch_size`` (from the sizes and tail counts)."""
+        if self.k != "adaptive":
+            return self.k_
+        return next_adaptive_batch([r["size"] for r in records],
+                                   [r["label_tail_counts"] for r in records], self.k_, n_pool,
+                                   room=min(max_removed - n_removed,
+                                            records[-1]["size"] - min_size))
 
     def _variance(self, data, model, scoring) -> float:
         """V of the fit ``model``: from the scoring passes running beside (the same sums) or
