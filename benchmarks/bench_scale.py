@@ -12,7 +12,8 @@ Usage::
     python benchmarks/bench_scale.py local  [--n 1000000]      # numpy and dask, in memory
     python benchmarks/bench_scale.py ooc    [--n 10000000]     # dask, out of core (npz blocks)
     python benchmarks/bench_scale.py dask-auto [--n 1000000]   # the whole default DaskPurifier
-                                     # run out of core (numpy beside it up to --numpy-max-n)
+                                     # run out of core (numpy beside it up to --numpy-max-n;
+                                     # --checkpoint PATH: restartable, see _scale_dask_auto)
     python benchmarks/bench_scale.py grow                      # cost against n and m
     python benchmarks/bench_scale.py torch  [--iters 12]       # EMNIST 4/8 MLP: timing + curve
     python benchmarks/bench_scale.py all
@@ -461,11 +462,19 @@ def cmd_dask_auto(args):
 
     print(f"bench_scale dask-auto: {machine_info()}")
     beside = args.n <= args.numpy_max_n
-    workdir = tempfile.mkdtemp(prefix="divpred-dauto-", dir=args.workdir)
+    # with a checkpoint, a fixed folder that is kept: a restart reuses the blocks and resumes
+    keep = args.checkpoint is not None and args.workdir is not None
+    if keep:
+        workdir = os.path.join(args.workdir, f"divpred-dauto-{args.n}-{args.block_rows}")
+        os.makedirs(workdir, exist_ok=True)
+    else:
+        workdir = tempfile.mkdtemp(prefix="divpred-dauto-", dir=args.workdir)
     try:
-        rows = [_in_subprocess(sda.run_dask_auto, args.n, workdir, args.block_rows, 0, beside)]
+        rows = [_in_subprocess(sda.run_dask_auto, args.n, workdir, args.block_rows, 0, beside,
+                               args.checkpoint)]
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     if beside:
         rows.append(_in_subprocess(sda.run_numpy_auto, args.n, args.block_rows, 0))
         rows[0]["beside_numpy"] = sda.compare(*rows)
@@ -545,6 +554,9 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--block-rows", type=int, default=250_000)
     parser.add_argument("--workdir", default=None, help="folder for the out-of-core blocks")
+    parser.add_argument("--checkpoint", default=None,
+                        help="dask-auto: DaskPurifier checkpoint file; a killed run restarted "
+                             "with it resumes (with --workdir the blocks are kept and reused)")
     parser.add_argument("--numpy-max-n", type=int, default=200_000,
                         help="dask-auto: run the numpy Purifier beside it up to this n")
     parser.add_argument("--iters", type=int, default=12,
