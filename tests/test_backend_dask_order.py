@@ -32,6 +32,8 @@ def _same_order(n, k, iters, block_rows):
         got = db.DaskPurifier(alpha=1e-3, k=k, max_iter=iters, stop="none",
                               client=client).fit(Xd, yd)
     assert len(ref.removal_order_) == k * iters
+    assert got.stop_reason_ == ref.stop_reason_ == (
+        f"ran to the iteration cap (max_iter={iters}) with no stopping rule (stop=\"none\")")
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
     # Both Newton fits stop at a gradient max-norm of 1e-10 (from different subsample starts
     # at n >= 1e5), so V agrees to about 1e-9, not to rounding.
@@ -73,6 +75,9 @@ def test_dask_purifier_has_the_purifier_defaults_and_stops_where_it_does():
                                rtol=1e-9, atol=1e-9)
     assert got.best_iteration_ == ref.best_iteration_
     assert got.stopped_by_ == ref.stopped_by_
+    assert got.stop_iteration_ == ref.stop_iteration_
+    assert got.stop_reason_ == ref.stop_reason_  # which test chose, with the same figures
+    assert "the calibration test chose" in got.stop_reason_
     np.testing.assert_array_equal(keep, ref.keep_mask_)
     np.testing.assert_allclose(got.model_.coef_, ref.model_.coef_, rtol=1e-8, atol=1e-10)
 
@@ -92,6 +97,8 @@ def test_dask_purifier_auto_waits_for_the_knee_like_the_purifier():
     got = db.DaskPurifier(alpha=1e-3).fit(Xd, yd)
     assert got.best_iteration_ == ref.best_iteration_
     assert got.stopped_by_ == ref.stopped_by_ == "auto"
+    assert got.stop_reason_ == ref.stop_reason_
+    assert f"the knee chose iteration {knee}" in got.stop_reason_
     # the lazy schedule skipped z after the crossing, at the same iterations in both
     assert ref.history_["label_excess_z"].isna().any()
     np.testing.assert_allclose(got.history_["label_excess_z"], ref.history_["label_excess_z"],
@@ -116,6 +123,7 @@ def test_dask_purifier_takes_the_adaptive_batches_of_the_purifier():
     assert got.history_["label_tail_counts"].tolist() == ref.history_["label_tail_counts"].tolist()
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
     assert got.best_iteration_ == ref.best_iteration_
+    assert got.stop_reason_ == ref.stop_reason_
     with pytest.raises(ValueError, match="k='adaptive'.*stop='auto'"):
         db.DaskPurifier(k="adaptive", stop="none")
 
@@ -149,6 +157,7 @@ def test_dask_purifier_follows_the_purifier_lazy_schedule(monkeypatch, period):
     got = db.DaskPurifier(alpha=1e-3).fit(*db.as_dask_data(X, y, block_rows=500))
     np.testing.assert_allclose(got.history_["label_excess_z"], z, rtol=1e-9, atol=1e-9)
     assert (got.best_iteration_, got.stopped_by_) == (ref.best_iteration_, ref.stopped_by_)
+    assert got.stop_reason_ == ref.stop_reason_
     np.testing.assert_array_equal(got.removal_order_, ref.removal_order_)
     np.testing.assert_allclose(got.history_["variance"], ref.history_["variance"], rtol=1e-8)
     assert any(cuts) == (period == 6)

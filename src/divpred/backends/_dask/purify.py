@@ -11,6 +11,7 @@ import pandas as pd
 
 from ... import _calibration_schedule as schedule
 from ..._batch import next_adaptive_batch
+from ..._stop_reason import stop_reason
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, set_fitted_theta
 from .calibration import label_tail_counts
@@ -62,11 +63,17 @@ class DaskPurifier:
         ``k="adaptive"``) and ``eval_accuracy`` when an ``eval_set`` is given.
     removal_order_ : ndarray of int (row indices in removal order)
     best_iteration_ : int (the iteration chosen by the rule; the last one for ``stop="none"``)
+    stop_iteration_ : int (the last iteration fitted)
     stopped_by_ : str ("auto", "max_fraction", "max_iter", "none" or "min_size")
+    stop_reason_ : str, the sentence of ``Purifier.stop_reason_``: which rule or cap ended the
+        run and which test chose ``best_iteration_`` (the same text on the same run)
     k_, max_iter_ : int, the resolved counts
     model_ : the MultinomialLogit fitted at ``best_iteration_``
     keep_mask_ : lazy dask boolean array of the rows kept at ``best_iteration_``
     """
+
+    # The knee rule's ratio inside stop="auto": the Purifier's default, fixed here.
+    knee_ratio = 1.0 / 3.0
 
     def __init__(self, *, alpha=1e-4, damping=0.01, tol=1e-10, max_newton=100,
                  method="fast1", k="auto", max_iter="auto", max_fraction=0.5, min_size=None,
@@ -95,7 +102,7 @@ class DaskPurifier:
 
         from ...calibration import crossfit_folds
         from ...purify import _calibration_seed, resolve_batch_sizes
-        from ...stopping import auto_fallback, auto_rule, calibration_rule
+        from ...stopping import auto_rule, calibration_rule
 
         data = _prepare(X, y)
         n_pool = data.n
@@ -165,7 +172,7 @@ class DaskPurifier:
                             rec, model = records.pop(), self._model_at(thetas[it], data)
                             rec["variance"] = _summary(data, model, self.client).variance
             k = self._batch([*records, rec], len(order), n_pool, *limits)
-            if stopped_by is None:  # the caps end an auto run too (then auto_fallback chooses)
+            if stopped_by is None:  # the caps end an auto run too (then the final decision)
                 stopped_by = self._cap(len(order), k, it, data.n, *limits)
             if stopped_by is not None:
                 if scoring is not None:
@@ -200,18 +207,27 @@ class DaskPurifier:
         self.history_ = pd.DataFrame.from_records(records)
         self.removal_order_ = np.asarray(order, dtype=np.int64)
         self.stopped_by_ = stopped_by
-        best = len(records) - 1
+        self.stop_iteration_ = best = len(records) - 1
         if folds is not None:
-            h = self.history_
-            best = auto_fallback(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
-                                 h["size"].to_numpy(), self.calibration_z)
+            best = self._auto_decision(final=True).iteration
         self.best_iteration_ = int(best)
+        self.stop_reason_ = stop_reason(self, stopped_by, min_size,
+                                        self._batch(records, len(order), n_pool, *limits))
         self.model_ = self._model_at(thetas[self.best_iteration_], data)
         # the rows of the history's first best_iteration_ rows ("removed" after each fit)
         n_kept_removed = int(self.history_["batch_size"].iloc[: self.best_iteration_].sum())
         kept_removed = np.sort(self.removal_order_[:n_kept_removed])
         self.keep_mask_ = ~da.isin(data.rows, kept_removed)
         return self
+
+    def _auto_decision(self, final: bool):
+        """:func:`divpred.stopping.auto_decision` on the history (what ``stop_reason`` reads)."""
+        from ...stopping import auto_decision
+
+        h = self.history_
+        return auto_decision(h["label_excess_z"].to_numpy(), h["variance"].to_numpy(),
+                             h["size"].to_numpy(), self.calibration_z, self.knee_ratio,
+                             final=final)
 
     def _cap(self, n_removed, k, it, n, min_size, max_removed) -> str | None:
         """The cap that ends the run before removing ``k`` more rows at iteration ``it``
