@@ -220,6 +220,7 @@ def run_dask_auto(n: int, workdir: str, block_rows: int, random_state: int = 0,
     removed = pur.removal_order_[: int(h["batch_size"].iloc[:best].sum())]
     out.update(_summary(h, best, removed, pur.removal_order_, flipped, h["seconds"].tolist()))
     out["k"], out["stopped_by"] = int(pur.k_), str(pur.stopped_by_)
+    out["stop_reason"] = str(pur.stop_reason_)
     out["newton_per_iteration"] = h["newton_iterations"].astype(int).tolist()
     out["test_accuracy"] = float(pur.model_.score(*_test_rows()))
     out["peak_client_MB"] = _peak_mb()
@@ -245,6 +246,7 @@ def run_numpy_auto(n: int, block_rows: int, random_state: int = 0) -> dict:
     out.update(_summary(h, pur.best_iteration_, pur.removed_rows(pur.best_iteration_),
                         pur.removal_order_, flipped, pur.seconds_))
     out["k"], out["stopped_by"] = int(pur.k_), str(pur.stopped_by_)
+    out["stop_reason"] = str(pur.stop_reason_)
     out["methods"] = sorted({m for m in h.get("method_used", []) if isinstance(m, str) and m})
     out["test_accuracy"] = float(pur.model_.score(*_test_rows()))
     out["peak_client_MB"] = _peak_mb()
@@ -269,4 +271,5 @@ def compare(dask_row: dict, numpy_row: dict) -> dict:
             "first_difference": None if same else int(differ[0] if differ.size else common),
             "same_best_iteration": dask_row["best_iteration"] == numpy_row["best_iteration"],
             "same_stopped_by": dask_row["stopped_by"] == numpy_row["stopped_by"],
+            "same_stop_reason": dask_row["stop_reason"] == numpy_row["stop_reason"],
             "wall_ratio_dask_over_numpy": dask_row["wall_s"] / numpy_row["wall_s"]}

@@ -483,6 +483,8 @@ def cmd_dask_auto(args):
     print("seconds per iteration: " + "; ".join(
         f"{r['path']}: " + " ".join(f"{s:.1f}" for s in r["seconds_per_iteration"])
         for r in rows))
+    for r in rows:
+        print(f"{r['path']}: {r['stop_reason']}")
     if beside:
         print(f"beside numpy: {rows[0]['beside_numpy']}")
     if args.save:

@@ -38,13 +38,16 @@ def test_blocks_on_disk_hold_the_numpy_rows_with_the_same_flipped_labels(tmp_pat
 
 
 def test_compare_reports_the_first_differing_removal():
+    reason = "the auto rule fired at iteration 3: ... so it chose iteration 2"
     dask_row = {"removal_order": [4, 2, 7], "best_iteration": 2, "stopped_by": "auto",
-                "wall_s": 30.0}
+                "stop_reason": reason, "wall_s": 30.0}
     numpy_row = {"removal_order": [4, 2, 7], "best_iteration": 2, "stopped_by": "auto",
-                 "wall_s": 10.0}
+                 "stop_reason": reason, "wall_s": 10.0}
     same = sda.compare(dict(dask_row), dict(numpy_row))
     assert same["same_removal_order"] and same["first_difference"] is None
-    assert same["wall_ratio_dask_over_numpy"] == 3.0
+    assert same["wall_ratio_dask_over_numpy"] == 3.0 and same["same_stop_reason"]
+    other = sda.compare({**dask_row, "stop_reason": reason.replace("2", "1")}, dict(numpy_row))
+    assert other["same_removal_order"] and not other["same_stop_reason"]
     swapped = sda.compare({**dask_row, "removal_order": [4, 7, 2]}, dict(numpy_row))
     assert not swapped["same_removal_order"] and swapped["first_difference"] == 1
     shorter = sda.compare({**dask_row, "removal_order": [4, 2]}, dict(numpy_row))
