@@ -36,6 +36,7 @@ import numpy as np
 
 from ...calibration import LEVELS, pit_given_uniforms
 from ...models import _softmax as sm
+from .alignment import aligned
 from .engine import SPLIT_EVERY, _block_arrays, _compute, _Data
 from .fit import fit_multinomial
 from .lockstep import run_lockstep
@@ -170,6 +171,7 @@ class _FoldPasses:
 def _fold_pass_task(Xb, yb, rb, fb, c):
     """One block's part of :meth:`_FoldPasses.evaluate`: [per-fold Hessian sums at
     c["hessian_at"]], then per point [loss sum, gradient sum (B D), tail counts], (1, length)."""
+    c = aligned(c)  # the thetas and Q enter ``@`` (.alignment)
     with sm._single_threaded_blas():
         Xa, yidx = _block_arrays(Xb, yb, rb, c)
         removed = c["removed"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..._state import FittedState
 from ...models import _softmax as sm
+from .alignment import aligned
 from .data import as_dask_data
 
 SPLIT_EVERY = 8  # fan-in of the tree reductions
@@ -70,11 +71,15 @@ def _block_state(Xb, yb, rb, consts) -> FittedState:
 
 
 def _reduce_task(func, Xb, yb, rb, consts):
+    # consts aligned: on worker processes theta may arrive unaligned, and ``@`` then rounds
+    # otherwise (.alignment); the block is only copied into Xa and compared
+    consts = aligned(consts)
     with sm._single_threaded_blas():
         return func(Xb, yb, rb, consts)[None, :]
 
 
 def _map_task(func, Xb, yb, rb, consts):
+    consts = aligned(consts)  # as in _reduce_task
     with sm._single_threaded_blas():
         out = np.full(Xb.shape[0], np.nan)
         vals = func(Xb, yb, rb, consts)
@@ -121,6 +126,8 @@ def _map(data: _Data, func, consts: dict) -> da.Array:
 
 
 def _compute(obj, client=None):
+    """``obj`` computed, its arrays aligned: results received from worker processes may be
+    unaligned, and the client's products of them would round otherwise (.alignment)."""
     if client is not None:
-        return dask.compute(obj, scheduler=client)[0]
-    return dask.compute(obj)[0]
+        return aligned(dask.compute(obj, scheduler=client)[0])
+    return aligned(dask.compute(obj)[0])

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, _psd_solve, set_fitted_theta
+from .alignment import aligned
 from .engine import _Data, _prepare
 from .influence import _stats
 
@@ -149,7 +150,7 @@ def _subsample_theta(data: _Data, alpha, tol, m, rows):
     idx = np.sort(rng.choice(n_total, size=min(n_sub + data.removed.size, n_total),
                              replace=False))
     idx = idx[~np.isin(idx, data.removed)][:n_sub]
-    Xs, ys = dask.compute(data.X[idx], data.y[idx])
+    Xs, ys = aligned(dask.compute(data.X[idx], data.y[idx]))  # (.alignment)
     sub = MultinomialLogit(alpha=alpha, tol=tol).fit(np.asarray(Xs, dtype=np.float64), ys)
     theta = np.zeros((data.classes.shape[0], data.X.shape[1] + 1))
     pos = np.searchsorted(data.classes, sub.classes_)

@@ -14,6 +14,7 @@ from ..._state import FittedState, pair_removal_delta, variance_from_sums
 from ..._validation import MIN_POINTS
 from ...influence import InfluenceSummary
 from ...models import _softmax as sm
+from .alignment import aligned
 from .engine import SPLIT_EVERY, _block_state, _compute, _Data, _map, _prepare, _reduce
 
 FAST_METHODS = ("fast1", "self_influence")
@@ -236,6 +237,7 @@ _PAIR_TILE = 2048  # rows x columns of K per product in the pair tasks: 32 MB
 
 def _moment_pair_task(Xi, yi, ri, Xj, yj, rj, consts, orders, same):
     """sum of K_ab^k over a in block i, b in block j (a != b), in tiles of K."""
+    consts = aligned(consts)  # Linv_T and theta enter ``@`` (.alignment)
     with sm._single_threaded_blas():
         si = _block_state(Xi, yi, ri, consts)
         sj = _block_state(Xj, yj, rj, consts)

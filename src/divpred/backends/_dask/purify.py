@@ -14,6 +14,7 @@ from ..._batch import next_adaptive_batch
 from ..._stop_reason import stop_reason
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, set_fitted_theta
+from .alignment import aligned
 from .calibration import label_tail_counts
 from .checkpoint import DaskCheckpoint, Run, resume
 from .data import as_dask_data
@@ -362,6 +363,7 @@ def _top_k(scores: da.Array, rows: da.Array, k: int, client=None) -> list[int]:
 
 
 def _predict_block(Xb, theta, classes):
+    theta = aligned(theta)  # it enters ``@`` (.alignment)
     Xa = sm.augment(np.asarray(Xb, dtype=np.float64))
     return classes[np.argmax(Xa @ theta.T, axis=1)]
 
