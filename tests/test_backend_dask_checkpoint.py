@@ -278,39 +278,77 @@ CHILD = """
 import sys
 import numpy as np
 from divpred.backends import dask_backend as db
-data = np.load(sys.argv[1])
-db.DaskPurifier(alpha=1e-3, checkpoint=sys.argv[2]).fit(
-    *db.as_dask_data(data["X"], data["y"], block_rows=500))
+if __name__ == "__main__":
+    data = np.load(sys.argv[1])
+    Xd, yd = db.as_dask_data(data["X"], data["y"], block_rows=500)
+    if sys.argv[3] == "processes":
+        import distributed
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0")
+        client = distributed.Client(cluster)
+    else:
+        client = None
+    db.DaskPurifier(alpha=1e-3, checkpoint=sys.argv[2], client=client).fit(Xd, yd)
 """
 
 
+def _wide(n):
+    """One-hot rows (d = 40, 4 classes) with 20% of the labels changed: rows on which unaligned
+    parameters in worker processes change the bits (d = 5 hides it, see
+    tests/test_backend_dask_processes.py)."""
+    X, y = (np.asarray(a.compute()) for a in db.synthetic_onehot(n, block_rows=500))
+    rng = np.random.default_rng(4)
+    flip = rng.choice(n, size=n // 5, replace=False)
+    y[flip] = (y[flip] + rng.integers(1, 4, size=flip.size)) % 4
+    return X, y
+
+
 @pytest.mark.slow
-def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
-    """SIGKILL a process running a default stop="auto" fit once its checkpoint holds
-    iteration 2, then resume in this process: the uninterrupted run's result."""
-    X, y, Xd, yd = _data(n=4_000, block_rows=500)
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path, scheduler):
+    """SIGKILL a process (and its worker processes) running a default stop="auto" fit once its
+    checkpoint holds iteration 2, then resume in this process: the uninterrupted run's result,
+    bit for bit. ``scheduler``: dask's threads, or 2 worker processes for the killed, the
+    resumed and the uninterrupted run (each on its own cluster)."""
+    if scheduler == "threads":
+        X, y = _data(n=4_000, block_rows=500)[:2]
+    else:
+        X, y = _wide(4_000)
+    Xd, yd = db.as_dask_data(X, y, block_rows=500)
     np.savez(tmp_path / "data.npz", X=X, y=y)
     path = tmp_path / "run.npz"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(db.__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    # its own process group: the kill takes the worker processes with it
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "data.npz"),
-                              str(path)], env=env)
+                              str(path), scheduler], env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600
         while not (path.is_file() and _saved_iterations(path) >= 3):
             assert child.poll() is None, "the fit ended before it was killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
+        os.killpg(child.pid, signal.SIGKILL)
     finally:
-        child.kill()
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
         child.wait()
     assert child.returncode == -signal.SIGKILL
     saved = _io.read_npz(path)
     assert str(saved["stopped_by"]) == ""  # killed mid-run
     done = _saved_iterations(path)
-    got = db.DaskPurifier(alpha=1e-3, checkpoint=path).fit(Xd, yd)
     ref_file = tmp_path / "ref.npz"
-    ref = db.DaskPurifier(alpha=1e-3, checkpoint=ref_file).fit(Xd, yd)
+    got, ref = (_fit_on(scheduler, Xd, yd, p) for p in (path, ref_file))
     assert len(ref.history_) > done + 1  # the resumed fit did iterations of its own
     assert_same_run(got, ref, path, ref_file)
+
+
+def _fit_on(scheduler, Xd, yd, checkpoint):
+    """A default ``DaskPurifier(alpha=1e-3)`` fit on dask's threads or on a fresh cluster of
+    2 worker processes."""
+    if scheduler == "threads":
+        return db.DaskPurifier(alpha=1e-3, checkpoint=checkpoint).fit(Xd, yd)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
+        return db.DaskPurifier(alpha=1e-3, checkpoint=checkpoint, client=c).fit(Xd, yd)
