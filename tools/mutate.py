@@ -42,6 +42,9 @@ LOOP_TESTS = ("tests/test_purify.py",)
 RULE_TESTS = ("tests/test_purify.py",)
 AUTO_TESTS = ("tests/test_purify_auto.py",)
 BATCH_TESTS = ("tests/test_purify_batch.py",)
+DASK_CHECKPOINT_TESTS = ("tests/test_backend_dask_checkpoint.py",)
+DASK_PROCESS_TESTS = ("tests/test_backend_dask_processes.py",)
+DASK_ORDER_TESTS = ("tests/test_backend_dask_order.py",)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,21 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    min_points: int = 20,\n", "    min_points: int = 10,\n", RULE_TESTS),
     Mutation("relative rule against V_t instead of V_t-1", "src/divpred/stopping.py",
              "< tol * abs(variance[t - 1])", "< tol * abs(variance[t])", RULE_TESTS),
+    # ------------------------------------------------------------------ the Dask backend
+    Mutation("Dask resume without the z fold fits' warm starts",
+             "src/divpred/backends/_dask/checkpoint.py",
+             'state["thetas"], state["fold_starts"],', 'state["thetas"], {},',
+             DASK_CHECKPOINT_TESTS),
+    Mutation("Dask checkpoint fingerprint without the block digests",
+             "src/divpred/backends/_dask/checkpoint.py",
+             "        h.update(digest.encode())", "        pass", DASK_CHECKPOINT_TESTS),
+    Mutation("Dask tasks keep the unaligned arrays they receive",
+             "src/divpred/backends/_dask/alignment.py",
+             'return obj if obj.flags.aligned else obj.copy(order="K")', "return obj",
+             DASK_PROCESS_TESTS),
+    Mutation("DaskPurifier stop_reason_ with knee_ratio 1/2",
+             "src/divpred/backends/_dask/purify.py",
+             "    knee_ratio = 1.0 / 3.0\n", "    knee_ratio = 0.5\n", DASK_ORDER_TESTS),
 )
 
 
