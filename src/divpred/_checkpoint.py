@@ -90,6 +90,20 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str, *, kind: str 
             "arrays": data}
 
 
+def check_removal_order(path, order: np.ndarray, n: int, pool: np.ndarray | None = None) -> None:
+    """Raise CheckpointError unless ``order`` is a 1-d integer array of distinct rows in
+    0 .. n - 1 and, given the (n,) boolean ``pool``, rows of the pool (a Purifier's held-out
+    rows are never removed)."""
+    if order.dtype.kind not in "iu" or order.ndim != 1:
+        raise CheckpointError(path, "is damaged (its removal order is not a list of rows)")
+    if order.size and (order.min() < 0 or order.max() >= n):
+        raise CheckpointError(path, f"is damaged (its removal order has rows outside 0..{n - 1})")
+    if np.unique(order).size != order.size:
+        raise CheckpointError(path, "is damaged (its removal order repeats rows)")
+    if pool is not None and not np.all(pool[order]):
+        raise CheckpointError(path, "is damaged (its removal order removes held-out rows)")
+
+
 def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, k: int,
                          n_features: int, stop_causes, fixed_k: bool = True) -> None:
     """Raise CheckpointError unless ``state`` is a consistent run on these data.
@@ -102,9 +116,7 @@ def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, 
     """
     records, order, scores, thetas = (state[key] for key in ("records", "order", "scores",
                                                              "thetas"))
-    n = pool.shape[0]
-    if order.dtype.kind not in "iu" or order.ndim != 1:
-        raise CheckpointError(path, "is damaged (its removal order is not a list of rows)")
+    check_removal_order(path, order, pool.shape[0], pool)
     batches = [rec.get("batch_size") for rec in records]
     if not all(isinstance(b, int) and not isinstance(b, bool) for b in batches) or batches[0] != 0:
         raise CheckpointError(path, "is damaged (its history does not say how many rows each "
@@ -115,11 +127,6 @@ def check_purifier_state(path, state: dict, *, y: np.ndarray, pool: np.ndarray, 
     if order.size != sum(batches):
         raise CheckpointError(path, f"is damaged ({order.size} removed rows for "
                                     f"{len(records) - 1} iterations removing {sum(batches)})")
-    if order.size and (order.min() < 0 or order.max() >= n):
-        raise CheckpointError(path, f"is damaged (its removal order has rows outside 0..{n - 1})")
-    if np.unique(order).size != order.size or not np.all(pool[order]):
-        raise CheckpointError(path, "is damaged (its removal order repeats rows or removes "
-                                    "held-out rows)")
     if scores.dtype.kind != "f" or scores.shape != order.shape:
         raise CheckpointError(path, "is damaged (its removal scores do not match the removals)")
     if state["stopped_by"] is not None and state["stopped_by"] not in stop_causes:

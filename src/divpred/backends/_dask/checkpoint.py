@@ -45,7 +45,7 @@ import dask
 import numpy as np
 
 from ... import _io
-from ..._checkpoint import CheckpointError, read_purifier_checkpoint
+from ..._checkpoint import CheckpointError, check_removal_order, read_purifier_checkpoint
 from .data import as_dask_data
 from .engine import _compute, _Data
 
@@ -228,13 +228,10 @@ class DaskCheckpoint:
             raise CheckpointError(path, f"is damaged (its batch sizes {batches} do not match "
                                         f"k={pur.k_})")
         n, shape = data.X.shape[0], (data.classes.shape[0], data.X.shape[1] + 1)
-        if order.dtype.kind not in "iu" or order.ndim != 1 or order.size != sum(batches):
+        check_removal_order(path, order, n)
+        if order.size != sum(batches):
             raise CheckpointError(path, f"is damaged ({order.size} removed rows for batches "
                                         f"of {sum(batches)})")
-        if order.size and (order.min() < 0 or order.max() >= n or
-                           np.unique(order).size != order.size):
-            raise CheckpointError(path, f"is damaged (its removal order repeats rows or has "
-                                        f"rows outside 0..{n - 1})")
         ends = np.cumsum([0, *batches])
         for t, rec in enumerate(records):
             if rec["size"] != n - ends[t]:
