@@ -267,6 +267,11 @@ def test_a_damaged_or_foreign_file_is_refused_clearly(tmp_path):
         "history not JSON": (lambda: _edited(path, records=np.array("[{")), "not valid JSON"),
         "resume state missing": (lambda: _edited(path, resume_records=None), "is missing"),
         "fold start": (lambda: _edited(path, fold_start_0=np.zeros((2, 2))), "damaged"),
+        "fold start not numbered": (lambda: _edited(path, fold_start_x=np.zeros(3)),
+                                    "unexpected entry 'fold_start_x'"),
+        "resume fold start not numbered": (
+            lambda: _edited(path, **{"resume_fold_start_1.5": np.zeros(3)}),
+            "unexpected entry 'resume_fold_start_1.5'"),
     }
     for damage, fragment in cases.values():
         path.write_bytes(raw)

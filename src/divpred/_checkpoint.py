@@ -81,13 +81,25 @@ def read_purifier_checkpoint(path, version: int, fingerprint: str, *, kind: str 
         if f"theta_{t}" not in data:
             raise CheckpointError(path, f"is damaged (the model of iteration {t} is missing)")
         thetas.append(data[f"theta_{t}"])
-    fold_starts = {int(key.removeprefix("fold_start_")): data[key]
-                   for key in data if key.startswith("fold_start_")}
+    fold_starts = numbered_entries(data, "fold_start_", path)
     stopped_by = _scalar(data, "stopped_by", path, np.str_)
     return {"records": records, "order": _array(data, "order", path),
             "scores": _array(data, "removal_scores", path) if scores else None,
             "thetas": thetas, "fold_starts": fold_starts, "stopped_by": stopped_by or None,
             "arrays": data}
+
+
+def numbered_entries(data, prefix: str, path) -> dict[int, np.ndarray]:
+    """The entries ``<prefix><f>`` of an opened checkpoint as {f: array}; CheckpointError when
+    a suffix is not a fold number (a crafted or damaged file)."""
+    entries = {}
+    for key in data:
+        if key.startswith(prefix):
+            suffix = key.removeprefix(prefix)
+            if not suffix.isdigit():
+                raise CheckpointError(path, f"is damaged (unexpected entry {key!r})")
+            entries[int(suffix)] = data[key]
+    return entries
 
 
 def check_removal_order(path, order: np.ndarray, n: int, pool: np.ndarray | None = None) -> None:

@@ -45,7 +45,12 @@ import dask
 import numpy as np
 
 from ... import _io
-from ..._checkpoint import CheckpointError, check_removal_order, read_purifier_checkpoint
+from ..._checkpoint import (
+    CheckpointError,
+    check_removal_order,
+    numbered_entries,
+    read_purifier_checkpoint,
+)
 from .data import as_dask_data
 from .engine import _compute, _Data
 
@@ -185,11 +190,10 @@ class DaskCheckpoint:
         arrays = state["arrays"]
         try:
             records = json.loads(str(arrays["resume_records"]))
-            starts = {int(key.removeprefix("resume_fold_start_")): arrays[key]
-                      for key in arrays if key.startswith("resume_fold_start_")}
         except (KeyError, ValueError):
             raise CheckpointError(self.path, "is damaged (the state before its last "
                                              "iteration is missing)") from None
+        starts = numbered_entries(arrays, "resume_fold_start_", self.path)
         self._before_stop = (str(arrays["resume_records"]), starts)
         if not isinstance(records, list) or len(records) != len(run.records) - 1:
             raise CheckpointError(self.path, "is damaged (the state before its last "
