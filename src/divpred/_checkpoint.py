@@ -96,7 +96,7 @@ def numbered_entries(data, prefix: str, path) -> dict[int, np.ndarray]:
     for key in data:
         if key.startswith(prefix):
             suffix = key.removeprefix(prefix)
-            if not suffix.isdigit():
+            if not suffix.isdecimal():  # what int() reads (isdigit admits "²")
                 raise CheckpointError(path, f"is damaged (unexpected entry {key!r})")
             entries[int(suffix)] = data[key]
     return entries
