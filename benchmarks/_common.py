@@ -118,6 +118,14 @@ def _cell(value) -> str:
 def machine_info() -> str:
     """One line about the machine: CPUs, load, BLAS (as threadpoolctl sees it)."""
     parts = [f"python {platform.python_version()}", f"{os.cpu_count()} CPUs"]
+    try:  # the model: the same "2 CPUs" differ by up to 2x between machines of one kind
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                         None)
+        if model:
+            parts[-1] += f" ({model})"
+    except OSError:
+        pass
     try:
         parts.append("load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:

@@ -181,12 +181,13 @@ def run_dask_auto(n: int, workdir: str, block_rows: int, random_state: int = 0,
     ``checkpoint`` (resumed if it exists); returns the measurements."""
     import dask
 
-    from bench_scale import _cluster, _load, _peak_mb
+    from _common import machine_info
+    from bench_scale import _cluster, _load, _peak_mb, worker_env
     from divpred.backends import dask_backend as db
 
     _log_iterations()
     out = {"path": "DaskPurifier out of core (npz, 2 procs)", "n": n, "block_rows": block_rows,
-           "load_start": _load()}
+           "load_start": _load(), "worker_env": worker_env(), "machine": machine_info()}
     cluster, client = _cluster()
     try:
         t = time.perf_counter()

@@ -141,13 +141,31 @@ def run_numpy(n, n_groups=10, levels=4):
 
 
 # --------------------------------------------------------------------------- dask
+# dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap
+# threshold at 128 KiB: each large temporary becomes a fresh mmap, faulted in page by page
+# (two fifths of the workers' CPU at 10^6, docs/scaling.md). A raised threshold keeps them on
+# the heap; `--worker-malloc default` measures the nanny's setting alone. glibc reads it when
+# the process starts, so it goes into the nanny's pre-spawn environment: LocalCluster(env=...)
+# is applied inside the worker after start-up, too late.
+WORKER_ENV = {"tuned": {"MALLOC_MMAP_THRESHOLD_": "1073741824"}, "default": {}}
+_WORKER_MALLOC = "DIVPRED_BENCH_WORKER_MALLOC"  # read in the spawned measuring processes
+
+
+def worker_env() -> dict:
+    """The environment ``_cluster`` adds to its workers' (``--worker-malloc``)."""
+    return WORKER_ENV[os.environ.get(_WORKER_MALLOC, "tuned")]
+
+
 def _cluster(workers=2, memory_limit="8GB"):
+    import dask
     import distributed
 
-    cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-        dashboard_address=":0",
-    )
+    key = "distributed.nanny.pre-spawn-environ"
+    with dask.config.set({key: {**dask.config.get(key), **worker_env()}}):
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+            dashboard_address=":0",
+        )
     return cluster, distributed.Client(cluster)
 
 
@@ -183,7 +201,8 @@ def run_dask_memory(n, n_groups=10, levels=4, block_rows=100_000):
     """Dask on 2 worker processes, data generated lazily inside the workers."""
     from divpred.backends import dask_backend as db
 
-    out = {"path": "dask (lazy data, 2 procs)", "n": n, "d": n_groups * levels}
+    out = {"path": "dask (lazy data, 2 procs)", "n": n, "d": n_groups * levels,
+           "worker_env": worker_env()}
     cluster, client = _cluster()
     try:
         Xd, yd = db.synthetic_onehot(n, n_groups=n_groups, levels=levels, block_rows=block_rows)
@@ -208,7 +227,8 @@ def run_dask_ooc(n, workdir, block_rows=250_000, n_groups=10, levels=4):
     from divpred.backends import dask_backend as db
     from divpred.data.onehot_logit import onehot_logit_weights
 
-    out = {"path": "dask out-of-core (npz, 2 procs)", "n": n, "d": n_groups * levels}
+    out = {"path": "dask out-of-core (npz, 2 procs)", "n": n, "d": n_groups * levels,
+           "worker_env": worker_env()}
     cluster, client = _cluster()
     try:
         weights = onehot_logit_weights(0, n_groups, levels, 4)
@@ -564,8 +584,12 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=12,
                         help="torch purification iterations; emnist: iterations timed")
     parser.add_argument("--curve-method", default="fast1", choices=["fast1", "self_influence"])
+    parser.add_argument("--worker-malloc", choices=sorted(WORKER_ENV), default="tuned",
+                        help="Dask workers' glibc malloc: 'tuned' (mmap threshold 1 GiB, the "
+                             "default) or 'default' (the nanny's own environment only)")
     parser.add_argument("--curve-only", action="store_true", help="torch: the curve only")
     args = parser.parse_args(argv)
+    os.environ[_WORKER_MALLOC] = args.worker_malloc
     if args.child:
         child(json.loads(args.child))
         return

@@ -201,6 +201,26 @@ def test_a_run_ended_by_a_cap_goes_on_under_a_larger_one(tmp_path, tmp_path_fact
     assert_same_run(got, ref, path, ref_file)
 
 
+def test_an_interrupted_adaptive_run_resumes_to_the_uninterrupted_result(
+        tmp_path, tmp_path_factory, monkeypatch):
+    """k="adaptive" sizes each batch from every saved record's size and tail counts, so the
+    resumed run takes the uninterrupted run's batches only if those come back exactly."""
+    params = {**PARAMS, "k": "adaptive", "max_iter": 8}
+    ref, ref_file = _reference(tmp_path_factory, None, "adaptive-8", **params)
+    batches = ref.history_["batch_size"].dropna().astype(int).tolist()
+    assert len(set(batches)) > 1 and len(batches) >= 5  # the batches adapted along the run
+    _, _, Xd, yd = _data()
+    path = tmp_path / "run.npz"
+    with monkeypatch.context() as m:
+        _interrupt(m, "_top_k", 4)  # inside iteration 3, after its z pass
+        with pytest.raises(Interrupted):
+            db.DaskPurifier(**params, checkpoint=path).fit(Xd, yd)
+    assert _saved_iterations(path) == 3
+    got = db.DaskPurifier(**params, checkpoint=path).fit(Xd, yd)
+    assert_same_run(got, ref, path, ref_file)
+    assert got.history_["batch_size"].dropna().astype(int).tolist() == batches
+
+
 def _refused(path, Xd, yd, *fragments, **params):
     before = path.read_bytes() if path.is_file() else None
     with pytest.raises(CheckpointError) as info:

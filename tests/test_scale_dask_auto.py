@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -58,3 +60,36 @@ def test_removal_quality_counts_the_flipped_rows_removed():
     flipped = np.array([True, False, True, True, False])
     q = sda.removal_quality(np.array([0, 1]), flipped)
     assert (q["removed_flipped"], q["precision"], q["recall"]) == (1, 0.5, 1 / 3)
+
+
+def _initial_environ() -> dict:
+    """The environment the process started with (what glibc read), not os.environ."""
+    with open("/proc/self/environ", "rb") as fh:
+        pairs = [item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item]
+    return {k.decode(): v.decode() for k, v in pairs}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="reads /proc (Linux)")
+def test_the_benchmark_cluster_starts_its_workers_with_the_chosen_malloc_setting(monkeypatch):
+    """``--worker-malloc tuned`` (the default) must be in the worker processes' environment
+    when they start, since glibc reads it then (LocalCluster(env=...) sets it only later), and
+    ``default`` must leave them with the nanny's own setting alone."""
+    pytest.importorskip("distributed")
+    import bench_scale
+
+    def threshold_in_workers():
+        cluster, client = bench_scale._cluster(workers=1, memory_limit="1GB")
+        try:
+            seen = client.run(lambda: _initial_environ().get("MALLOC_MMAP_THRESHOLD_"))
+        finally:
+            client.close()
+            cluster.close()
+        return set(seen.values())
+
+    # the nanny copies its pre-spawn environment into this process's os.environ, where the
+    # next cluster would find it: undone here and at the end
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "0")
+    for choice, expected in (("default", {None}), ("tuned", {"1073741824"})):
+        monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        monkeypatch.setenv("DIVPRED_BENCH_WORKER_MALLOC", choice)
+        assert threshold_in_workers() == expected, choice
