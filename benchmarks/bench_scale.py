@@ -586,7 +586,8 @@ def main(argv=None):
     parser.add_argument("--curve-method", default="fast1", choices=["fast1", "self_influence"])
     parser.add_argument("--worker-malloc", choices=sorted(WORKER_ENV), default="tuned",
                         help="Dask workers' glibc malloc: 'tuned' (mmap threshold 1 GiB, the "
-                             "default) or 'default' (the nanny's own environment only)")
+                             "default) or 'default' (the nanny's own environment; an exported "
+                             "MALLOC_MMAP_THRESHOLD_ is inherited either way)")
     parser.add_argument("--curve-only", action="store_true", help="torch: the curve only")
     args = parser.parse_args(argv)
     os.environ[_WORKER_MALLOC] = args.worker_malloc
