@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import _scale_dask_auto as sda  # noqa: E402
+import bench_scale  # noqa: E402
 from bench_scale import onehot_numpy  # noqa: E402
 
 
@@ -75,7 +76,6 @@ def test_the_benchmark_cluster_starts_its_workers_with_the_chosen_malloc_setting
     when they start, since glibc reads it then (LocalCluster(env=...) sets it only later), and
     ``default`` must leave them with the nanny's own setting alone."""
     pytest.importorskip("distributed")
-    import bench_scale
 
     def threshold_in_workers():
         cluster, client = bench_scale._cluster(workers=1, memory_limit="1GB")
