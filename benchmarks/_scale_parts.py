@@ -202,3 +202,36 @@ def emnist_iteration(iterations: int) -> list[dict]:
         row["paper_fraction"] = row["whole_cpu_s"] / PAPER_CODE_SECONDS
         row["paper_fraction_without"] = row["without_calibration_cpu_s"] / PAPER_CODE_SECONDS
     return rows
+
+
+def block_pass_costs(rows: int = 250_000, repeat: int = 5) -> list[dict]:
+    """CPU seconds of the Dask path's kinds of pass over one block of ``rows`` rows of the
+    benchmark's one-hot data (10 features of 4 levels, 4 classes; one process, one thread):
+    a gradient-only pass (count, loss, sum g_i: what a chord step needs), a Newton pass (and
+    the Hessian's Gram blocks) and the scores' first pass (and S = sum g_i g_i^T too)."""
+    from divpred.backends._dask.engine import _block_state
+    from divpred.backends._dask.influence import _stats_block
+    from divpred.data.onehot_logit import onehot_logit_block, onehot_logit_weights
+    from divpred.models import _softmax as sm
+
+    weights = onehot_logit_weights(0, 10, 4, 4)
+    X, y = onehot_logit_block(0, rows, 10, 4, 4, 0, weights)
+    rb = np.arange(rows)
+    theta = np.hstack([weights.T, np.zeros((4, 1))])  # the true weights, (C, d + 1)
+    consts = {"theta": theta, "classes": np.arange(4), "removed": np.empty(0, np.int64)}
+
+    def gradient_pass():
+        st = _block_state(X, y, rb, consts)
+        return st.n, st.losses().sum(), st.R.T @ st.Xa
+
+    kinds = [("gradient only", gradient_pass),
+             ("Newton (with H)", lambda: _stats_block(X, y, rb, {**consts, "with_S": False})),
+             ("scores' first (H and S)",
+              lambda: _stats_block(X, y, rb, {**consts, "with_S": True}))]
+    out = []
+    with sm._single_threaded_blas():
+        for name, fn in kinds:
+            out.append({"pass": name, "rows": rows, "cpu_s": _timed(fn, repeat)[1]})
+    for row in out:
+        row["per_gradient_pass"] = row["cpu_s"] / out[0]["cpu_s"]
+    return out

@@ -16,6 +16,8 @@ Usage::
                                      # --checkpoint PATH: restartable, see _scale_dask_auto)
     python benchmarks/bench_scale.py grow                      # cost against n and m
     python benchmarks/bench_scale.py torch  [--iters 12]       # EMNIST 4/8 MLP: timing + curve
+    python benchmarks/bench_scale.py block-passes [--block-rows 250000]  # one block's pass
+                                     # kinds (gradient, Newton with H, H and S), CPU s
     python benchmarks/bench_scale.py all
 
 Data: 10 categorical features of 4 levels, one-hot (d = 40) with 4 classes, as the paper's SD
@@ -558,12 +560,22 @@ def _curve(args):
                      "seconds_train", "seconds_score"]].to_string(index=False))
 
 
+def cmd_block_passes(args):
+    """CPU seconds of the Dask path's pass kinds over one row block, in this process."""
+    import _scale_parts as sp
+
+    rows = sp.block_pass_costs(args.block_rows)
+    print(f"\nbench_scale block-passes: {machine_info()}\n")
+    print(format_table(rows, [("pass", "pass"), ("rows", "rows"), ("cpu_s", "CPU s (best of 5)"),
+                              ("per_gradient_pass", "x gradient pass")]))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="sizes",
                         choices=["sizes", "emnist", "parts", "local", "ooc", "dask-auto",
-                                 "grow", "torch", "all"])
+                                 "grow", "torch", "block-passes", "all"])
     parser.add_argument("--sizes", nargs="+", default=["1e3", "1e4", "1e5", "1e6"],
                         help="sizes: n values for 'sizes' (default 1e3 1e4 1e5 1e6)")
     parser.add_argument("--auto-max-n", type=float, default=1e5,
@@ -591,6 +603,8 @@ def main(argv=None):
     parser.add_argument("--curve-only", action="store_true", help="torch: the curve only")
     args = parser.parse_args(argv)
     os.environ[_WORKER_MALLOC] = args.worker_malloc
+    if args.workdir is not None:
+        os.makedirs(args.workdir, exist_ok=True)  # mkdtemp below needs the parent folder
     if args.child:
         child(json.loads(args.child))
         return
@@ -614,6 +628,8 @@ def main(argv=None):
                                             "save": True}))
     if args.what in ("torch", "all"):
         cmd_torch(args)
+    if args.what in ("block-passes", "all"):
+        cmd_block_passes(args)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,38 @@ def test_the_benchmark_cluster_starts_its_workers_with_the_chosen_malloc_setting
         monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
         monkeypatch.setenv("DIVPRED_BENCH_WORKER_MALLOC", choice)
         assert threshold_in_workers() == expected, choice
+
+
+def test_block_passes_times_three_kinds_and_a_true_gradient(monkeypatch):
+    """``bench_scale.py block-passes``: the gradient-only pass it times is the Newton pass's
+    count, loss and gradient sum (those of _stats_block at the same weights), and the table
+    has the three kinds of pass, the last with S's Gram blocks on top of H's."""
+    import _scale_parts as sp
+
+    timed = []
+    real = sp._timed
+
+    def keep(fn, repeat):
+        out = real(fn, 1)
+        timed.append(out[2])
+        return out
+
+    monkeypatch.setattr(sp, "_timed", keep)
+    rows = sp.block_pass_costs(4_000, repeat=1)
+    assert [r["pass"] for r in rows] == ["gradient only", "Newton (with H)",
+                                        "scores' first (H and S)"]
+    n, loss, col = timed[0]
+    full = timed[1]
+    assert n == full[0] == 4_000
+    np.testing.assert_allclose(loss, full[1], rtol=1e-13)
+    np.testing.assert_allclose(col.ravel(), full[2 : 2 + col.size], rtol=1e-12, atol=1e-9)
+    assert timed[2].size > full.size  # S's Gram blocks on top of H's
+    assert rows[0]["per_gradient_pass"] == 1.0
+
+
+def test_bench_scale_makes_a_missing_workdir(tmp_path, monkeypatch):
+    """--workdir naming a folder that does not exist yet is made, not a traceback."""
+    target = tmp_path / "not" / "yet"
+    monkeypatch.setattr(bench_scale, "cmd_sizes", lambda *a: None)
+    bench_scale.main(["sizes", "--workdir", str(target)])
+    assert target.is_dir()
