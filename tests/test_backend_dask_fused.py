@@ -79,6 +79,10 @@ def test_purifier_loop_takes_one_pass_fewer_per_scored_iteration(monkeypatch):
     y[::29] = (y[::29] + 1) % 3
     Xd, yd = db.as_dask_data(X, y, block_rows=1000)
     calls = _counting(monkeypatch)
+    real_fit = dpurify.fit_multinomial
+    # Newton fits throughout (a hinted chord fit leaves its last pass without S)
+    monkeypatch.setattr(dpurify, "fit_multinomial",
+                        lambda *a, hessian_hint=None, **k: real_fit(*a, **k))
 
     def run():
         calls.clear()
@@ -86,9 +90,8 @@ def test_purifier_loop_takes_one_pass_fewer_per_scored_iteration(monkeypatch):
         return got, len(calls)
 
     fused, n_fused = run()
-    real_fit = dpurify.fit_multinomial  # without the fit's sums: today's separate pass 1
-    monkeypatch.setattr(dpurify, "fit_multinomial",
-                        lambda *a, _sums=None, **k: real_fit(*a, **k))
+    monkeypatch.setattr(dpurify, "fit_multinomial",  # without the sums: a separate pass 1
+                        lambda *a, _sums=None, hessian_hint=None, **k: real_fit(*a, **k))
     plain, n_plain = run()
     # 4 scored iterations and the stop's V: each saves its first pass
     assert n_plain - n_fused == 5

@@ -5,12 +5,46 @@ from __future__ import annotations
 
 import dask
 import numpy as np
+from scipy import linalg
 
+from ..._fold_chord import chord_minimise
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, _psd_solve, set_fitted_theta
 from .alignment import aligned
-from .engine import _Data, _prepare
+from .engine import _block_state, _Data, _prepare, _reduce
 from .influence import _stats
+
+CHORD_STEPS = 20
+"""Gradient passes the chord of a hinted fit may take before Newton finishes the fit."""
+
+
+def _gradient_block(Xb, yb, rb, c):
+    """[count, loss sum, col = sum g_i] of one block: a chord step's pass (no Gram)."""
+    st = _block_state(Xb, yb, rb, c)
+    return np.concatenate([np.array([st.n, st.losses().sum()]), (st.R.T @ st.Xa).ravel()])
+
+
+def _chord_fit(data: _Data, phi, Q, alpha, tol, hint, client=None):
+    """(phi, converged, f, mean loss, passes): quasi-Newton chord steps from ``phi`` with
+    (``hint`` + alpha I) as the initial matrix (:func:`divpred._fold_chord.chord_minimise`),
+    one gradient-only pass each, to max |grad| <= tol or :data:`CHORD_STEPS` passes."""
+    B, D = Q.shape[1], data.X.shape[1] + 1
+    try:
+        factor = sm.cholesky_factor(hint + alpha * np.eye(hint.shape[0]))
+    except linalg.LinAlgError:
+        return phi, False, None, None, 0
+    seen = {}
+
+    def objective(p):
+        vec = _reduce(data, _gradient_block, 2 + B * D, {"theta": Q @ p.reshape(B, D)}, client)
+        n, loss = vec[0], vec[1]
+        seen["passes"] = seen.get("passes", 0) + 1
+        seen["f"], seen["loss"] = loss / n + 0.5 * alpha * float(p @ p), loss / n
+        return seen["f"], vec[2:] / n + alpha * p
+
+    out, converged = chord_minimise(phi, objective, factor, tol, max_steps=CHORD_STEPS)
+    # the last evaluation is at the returned point unless a line search ended the chord
+    return out, converged, seen["f"], seen["loss"], seen["passes"]
 
 
 def _objective_terms(data: _Data, phi, Q, alpha, client=None, with_S=False, sums=None):
@@ -53,6 +87,7 @@ def fit_multinomial(
     client=None,
     _data: _Data | None = None,
     _sums: dict | None = None,
+    hessian_hint: np.ndarray | None = None,
 ) -> MultinomialLogit:
     """Fit :class:`~divpred.MultinomialLogit`'s objective (Newton) on row-blocked data.
 
@@ -70,6 +105,12 @@ def fit_multinomial(
         Filled with the raw sums of the last pass (``theta``, ``n``, ``loss``, ``col``,
         ``H_sum``, ``S`` or None) for :func:`.influence._pass1`, which reuses them when
         ``theta`` is the returned ``theta_`` and S was summed (see :func:`_likely_last`).
+    hessian_hint : ndarray of shape (m, m), optional
+        With a warm start: the mean data Hessian of a nearby fit (the DaskPurifier's previous
+        iteration, in the reduced coordinates). The fit then first takes quasi-Newton chord
+        steps with it (:func:`_chord_fit`: one gradient-only pass each, a quarter of a Newton
+        pass's arithmetic) and needs Newton passes only if the chord does not reach ``tol``.
+        The minimiser is the same (to ``tol`` on the gradient); ``_sums`` is then not filled.
 
     Returns
     -------
@@ -92,6 +133,14 @@ def fit_multinomial(
     elif start is not None:
         phi = Q.T @ np.asarray(start, dtype=np.float64)
     phi = phi.ravel()
+
+    if hessian_hint is not None and not isinstance(start, str) and start is not None:
+        phi, converged, f, loss, passes = _chord_fit(data, phi, Q, alpha, tol, hessian_hint,
+                                                     client)
+        if converged:
+            return _fitted(data, phi, Q, alpha, damping, tol, max_iter, 0, True, f, loss)
+        if _sums is not None:
+            _sums.clear()
 
     sums = _sums
     f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client,
@@ -132,10 +181,15 @@ def fit_multinomial(
     else:
         converged = bool(np.max(np.abs(grad)) <= tol)
 
+    return _fitted(data, phi, Q, alpha, damping, tol, max_iter, n_iter, converged, f, loss)
+
+
+def _fitted(data, phi, Q, alpha, damping, tol, max_iter, n_iter, converged, f, loss):
+    """The fitted numpy estimator at the reduced weights ``phi`` (``n_iter_``: Newton steps)."""
     model = MultinomialLogit(alpha=alpha, damping=damping, solver="newton", tol=tol,
                              max_iter=max_iter)
-    theta = Q @ phi.reshape(C - 1, D)
-    set_fitted_theta(model, theta, classes)
+    theta = Q @ phi.reshape(Q.shape[1], -1)
+    set_fitted_theta(model, theta, data.classes)
     model.n_iter_ = int(n_iter)
     model.converged_ = bool(converged)
     model.objective_ = float(f)

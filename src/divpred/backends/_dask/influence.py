@@ -320,7 +320,7 @@ def _delta(data: _Data, model, method: str, client=None, sums: dict | None = Non
     p1 = _pass1(data, model, client, sums)
     if method == "self_influence":
         scores = _map(data, _self_influence_block, {"theta": p1.theta, "Hinv": p1.Hinv})
-        return scores, {"method": method, "n": p1.n}
+        return scores, {"method": method, "n": p1.n, "H_data": p1.H_data}
     n = p1.n
     if n < MIN_POINTS + 1:
         raise ValueError(
@@ -344,5 +344,5 @@ def _delta(data: _Data, model, method: str, client=None, sums: dict | None = Non
         "qw_mean": float(np.sum(M * p1.H_data)),
     }
     info = {"method": method, "variance": V, "n": n, "pair_sum": S1, "pair_sum_sq": S2,
-            "train_loss": p1.loss_sum / n}
+            "train_loss": p1.loss_sum / n, "H_data": p1.H_data}
     return _map(data, _fast1_block, consts), info

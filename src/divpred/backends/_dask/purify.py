@@ -20,7 +20,7 @@ from .checkpoint import DaskCheckpoint, Run, resume
 from .data import as_dask_data
 from .engine import _compute, _Data, _prepare
 from .fit import fit_multinomial
-from .influence import FAST_METHODS, _delta, _summary
+from .influence import FAST_METHODS, _delta, _stats, _summary
 
 
 class DaskPurifier:
@@ -130,13 +130,15 @@ class DaskPurifier:
         # fold -> its last solution (the Purifier's fold_starts); iteration -> its tail counts
         self._fold_starts, self._tail_counts = run.fold_starts, run.tail_counts()
         model = self._model_at(thetas[-1], data) if thetas else None  # the next fit's start
+        # the last scored fit's mean data Hessian: the next fit's chord matrix
+        hint = self._resumed_hint(data, records, thetas) if stopped_by is None else None
         it = len(records)
         while stopped_by is None:
             t0 = time.perf_counter()
             sums: dict = {}  # the fit's last pass: the scores' first when S is in it
             model = fit_multinomial(None, None, client=self.client, _data=data,
                                     start="subsample" if model is None else model.theta_,
-                                    _sums=sums, **fit_kwargs)
+                                    _sums=sums, hessian_hint=hint, **fit_kwargs)
             thetas.append(model.theta_)
             rec = {"iteration": it, "size": data.n, "train_loss": model.train_loss_,
                    "newton_iterations": model.n_iter_}
@@ -186,6 +188,7 @@ class DaskPurifier:
                 info, removed = (scoring.result() if scoring is not None else
                                  _score_and_choose(data, model, self.method, k, self.client,
                                                    sums))
+                hint = info["H_data"]
                 if "variance" not in rec:
                     rec["variance"] = (info["variance"] if "variance" in info
                                        else _summary(data, model, self.client).variance)
@@ -269,6 +272,17 @@ class DaskPurifier:
                                    self._fold_starts, fit_kwargs, self.client)
         self._tail_counts[it] = counts
         return excess_z_from_counts(counts, data.n)
+
+    def _resumed_hint(self, data, records, thetas) -> np.ndarray | None:
+        """The chord matrix a resumed run's next fit takes: the mean data Hessian of the last
+        record's fit, recomputed by the scores' first pass (the same blocks, block function and
+        tree, so bitwise what the uninterrupted run kept); None for a new run."""
+        if not records:
+            return None
+        past = self._past(data, records, len(records) - 1)
+        n, _, _, H_sum, _ = _stats(past, thetas[len(records) - 1], with_S=True,
+                                   client=self.client)
+        return H_sum / n
 
     def _model_at(self, theta, data) -> MultinomialLogit:
         """A MultinomialLogit with this purifier's settings and the fitted weights ``theta``."""
