@@ -24,7 +24,8 @@ from .influence import FAST_METHODS, _delta, _stats, _summary
 
 
 class DaskPurifier:
-    """Purification (iterated removal of the top-``k`` scores with Newton refits) on dask data.
+    """Purification (iterated removal of the top-``k`` scores with warm-started refits) on dask
+    data: the first fit by Newton, later ones by the chord from the previous data Hessian.
 
     The loop of :class:`divpred.Purifier` with ``method="fast1"`` (or ``"self_influence"``), a
     Newton :class:`~divpred.MultinomialLogit` and the same defaults: ``k="auto"`` (1% of n per
