@@ -209,8 +209,7 @@ def block_pass_costs(rows: int = 250_000, repeat: int = 5) -> list[dict]:
     benchmark's one-hot data (10 features of 4 levels, 4 classes; one process, one thread):
     a gradient-only pass (count, loss, sum g_i: what a chord step needs), a Newton pass (and
     the Hessian's Gram blocks) and the scores' first pass (and S = sum g_i g_i^T too)."""
-    from divpred.backends._dask.engine import _block_state
-    from divpred.backends._dask.influence import _stats_block
+    from divpred.backends._dask.influence import _gradient_block, _stats_block
     from divpred.data.onehot_logit import onehot_logit_block, onehot_logit_weights
     from divpred.models import _softmax as sm
 
@@ -220,11 +219,7 @@ def block_pass_costs(rows: int = 250_000, repeat: int = 5) -> list[dict]:
     theta = np.hstack([weights.T, np.zeros((4, 1))])  # the true weights, (C, d + 1)
     consts = {"theta": theta, "classes": np.arange(4), "removed": np.empty(0, np.int64)}
 
-    def gradient_pass():
-        st = _block_state(X, y, rb, consts)
-        return st.n, st.losses().sum(), st.R.T @ st.Xa
-
-    kinds = [("gradient only", gradient_pass),
+    kinds = [("gradient only", lambda: _gradient_block(X, y, rb, consts)),
              ("Newton (with H)", lambda: _stats_block(X, y, rb, {**consts, "with_S": False})),
              ("scores' first (H and S)",
               lambda: _stats_block(X, y, rb, {**consts, "with_S": True}))]

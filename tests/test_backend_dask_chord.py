@@ -10,6 +10,7 @@ from divpred import MultinomialLogit  # noqa: E402
 from divpred.backends import dask_backend as db  # noqa: E402
 from divpred.backends._dask import fit as dfit  # noqa: E402
 from divpred.backends._dask import influence  # noqa: E402
+from divpred.backends._dask import purify as dpurify  # noqa: E402
 from divpred.backends._dask.engine import _prepare  # noqa: E402
 from divpred.backends._dask.fit import fit_multinomial  # noqa: E402
 
@@ -90,8 +91,6 @@ def test_the_purifier_fits_every_later_iteration_by_the_chord(monkeypatch):
     steps = got.history_["newton_iterations"].to_numpy()
     assert steps[0] >= 1 and np.all(steps[1:] == 0)
     real_fit = dfit.fit_multinomial
-    from divpred.backends._dask import purify as dpurify
-
     monkeypatch.setattr(dpurify, "fit_multinomial",
                         lambda *a, hessian_hint=None, **k: real_fit(*a, **k))
     newton = db.DaskPurifier(alpha=ALPHA, k=40, max_iter=4, stop="none").fit(Xd, yd)

@@ -113,11 +113,10 @@ def test_block_passes_times_three_kinds_and_a_true_gradient(monkeypatch):
     rows = sp.block_pass_costs(4_000, repeat=1)
     assert [r["pass"] for r in rows] == ["gradient only", "Newton (with H)",
                                         "scores' first (H and S)"]
-    n, loss, col = timed[0]
-    full = timed[1]
-    assert n == full[0] == 4_000
-    np.testing.assert_allclose(loss, full[1], rtol=1e-13)
-    np.testing.assert_allclose(col.ravel(), full[2 : 2 + col.size], rtol=1e-12, atol=1e-9)
+    gradient, full = timed[0], timed[1]
+    assert gradient[0] == full[0] == 4_000
+    np.testing.assert_allclose(gradient[1], full[1], rtol=1e-13)
+    np.testing.assert_allclose(gradient[2:], full[2 : gradient.size], rtol=1e-12, atol=1e-9)
     assert timed[2].size > full.size  # S's Gram blocks on top of H's
     assert rows[0]["per_gradient_pass"] == 1.0
 

@@ -11,40 +11,33 @@ from ..._fold_chord import chord_minimise
 from ...models import _softmax as sm
 from ...models.multinomial import MultinomialLogit, _psd_solve, set_fitted_theta
 from .alignment import aligned
-from .engine import _block_state, _Data, _prepare, _reduce
-from .influence import _stats
+from .engine import _Data, _prepare, _reduce
+from .influence import _gradient_block, _stats
 
 CHORD_STEPS = 20
 """Gradient passes the chord of a hinted fit may take before Newton finishes the fit."""
 
 
-def _gradient_block(Xb, yb, rb, c):
-    """[count, loss sum, col = sum g_i] of one block: a chord step's pass (no Gram)."""
-    st = _block_state(Xb, yb, rb, c)
-    return np.concatenate([np.array([st.n, st.losses().sum()]), (st.R.T @ st.Xa).ravel()])
-
-
 def _chord_fit(data: _Data, phi, Q, alpha, tol, hint, client=None):
-    """(phi, converged, f, mean loss, passes): quasi-Newton chord steps from ``phi`` with
+    """(phi, converged, f, mean loss): quasi-Newton chord steps from ``phi`` with
     (``hint`` + alpha I) as the initial matrix (:func:`divpred._fold_chord.chord_minimise`),
     one gradient-only pass each, to max |grad| <= tol or :data:`CHORD_STEPS` passes."""
     B, D = Q.shape[1], data.X.shape[1] + 1
     try:
         factor = sm.cholesky_factor(hint + alpha * np.eye(hint.shape[0]))
     except linalg.LinAlgError:
-        return phi, False, None, None, 0
+        return phi, False, None, None
     seen = {}
 
     def objective(p):
         vec = _reduce(data, _gradient_block, 2 + B * D, {"theta": Q @ p.reshape(B, D)}, client)
         n, loss = vec[0], vec[1]
-        seen["passes"] = seen.get("passes", 0) + 1
         seen["f"], seen["loss"] = loss / n + 0.5 * alpha * float(p @ p), loss / n
         return seen["f"], vec[2:] / n + alpha * p
 
     out, converged = chord_minimise(phi, objective, factor, tol, max_steps=CHORD_STEPS)
     # the last evaluation is at the returned point unless a line search ended the chord
-    return out, converged, seen["f"], seen["loss"], seen["passes"]
+    return out, converged, seen["f"], seen["loss"]
 
 
 def _objective_terms(data: _Data, phi, Q, alpha, client=None, with_S=False, sums=None):
@@ -135,12 +128,9 @@ def fit_multinomial(
     phi = phi.ravel()
 
     if hessian_hint is not None and not isinstance(start, str) and start is not None:
-        phi, converged, f, loss, passes = _chord_fit(data, phi, Q, alpha, tol, hessian_hint,
-                                                     client)
+        phi, converged, f, loss = _chord_fit(data, phi, Q, alpha, tol, hessian_hint, client)
         if converged:
             return _fitted(data, phi, Q, alpha, damping, tol, max_iter, 0, True, f, loss)
-        if _sums is not None:
-            _sums.clear()
 
     sums = _sums
     f, grad, H, loss = _objective_terms(data, phi.reshape(C - 1, D), Q, alpha, client,

@@ -24,11 +24,21 @@ def _n_pairs(B: int) -> int:
     return B * (B + 1) // 2
 
 
+def _gradient_sums(st: FittedState) -> list[np.ndarray]:
+    """[count, loss sum], col = sum g_i of one block's state: what every fit pass sums."""
+    return [np.array([st.n, st.losses().sum()]), (st.R.T @ st.Xa).ravel()]
+
+
+def _gradient_block(Xb, yb, rb, c):
+    """[count, loss sum, col] of one block: a chord step's pass (no Gram)."""
+    return np.concatenate(_gradient_sums(_block_state(Xb, yb, rb, c)))
+
+
 def _stats_block(Xb, yb, rb, c):
     """[count, loss sum, col = sum g_i, H gram blocks, (S gram blocks)] of one block."""
     st = _block_state(Xb, yb, rb, c)
     B = st.B
-    out = [np.array([st.n, st.losses().sum()]), (st.R.T @ st.Xa).ravel()]
+    out = _gradient_sums(st)
     out.append(sm._gram_upper(st.Xa, sm._upper_hessian_weights(st.P, st.Q)).ravel())
     if c["with_S"]:
         ia, ib = np.triu_indices(B)
