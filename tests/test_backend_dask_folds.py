@@ -136,3 +136,32 @@ def test_tail_counts_equal_the_numpy_crossfit(client, monkeypatch, chord_steps):
         for f in starts_np:  # the same fold solutions, to the solvers' tolerance
             np.testing.assert_allclose(starts_dask[f], starts_np[f], atol=1e-6)
     assert len(newton_fits) == (0 if chord_steps is None else 10)
+
+
+def test_points_share_the_block_products_with_each_points_own_sums():
+    """One block pass for several folds' points (the shared GEMMs with Xa) gives every
+    point's loss and gradient sum over its training rows and its fold rows' tail counts, as
+    the point's own explicit computation does."""
+    from divpred.calibration import LEVELS, pit_given_uniforms
+    from divpred.models import _softmax as sm
+
+    rng = np.random.default_rng(4)
+    n, d, C = 900, 6, 4
+    Xa = np.hstack([rng.normal(size=(n, d)), np.ones((n, 1))])
+    yidx = rng.integers(0, C, size=n)
+    fb = rng.integers(0, 5, size=n)
+    U = rng.random(n)
+    Q = sm.contrast_basis(C)
+    thetas = [(f, Q @ rng.normal(size=(C - 1, d + 1))) for f in (0, 2, 3)]
+    got = dcal._points_sums(Xa, yidx, fb, U, Q, thetas)
+    for (f, theta), part in zip(thetas, got, strict=True):
+        Z = Xa @ theta.T
+        logP = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+        train, test = fb != f, fb == f
+        P = np.exp(logP)
+        Y = np.eye(C)[yidx]
+        grad = ((P - Y)[train] @ Q).T @ Xa[train]  # sum_i (p_i - e_yi) Q (x) xa_i
+        u = pit_given_uniforms(P[test], yidx[test], U[test])
+        want = np.concatenate([[-logP[train, yidx[train]].sum()], grad.ravel(),
+                               [np.count_nonzero(u < t) for t in LEVELS]])
+        np.testing.assert_allclose(part, want, rtol=1e-12, atol=1e-10)
