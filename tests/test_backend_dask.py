@@ -220,3 +220,20 @@ def test_errors():
         db.influence_variance(model, X, np.where(y == 0, 7, y))
     with pytest.raises(ValueError, match="different numbers of rows"):
         db.as_dask_data(X, y[:-1])
+
+
+def test_kept_rows_is_the_complement_of_isin_for_ascending_rows_with_gaps():
+    from divpred.backends._dask.engine import kept_rows
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 400))
+        rb = np.sort(rng.choice(1000, size=n, replace=False))  # ascending, with gaps
+        removed = np.sort(rng.choice(1000, size=int(rng.integers(0, 900)), replace=False))
+        expected = ~np.isin(rb, removed)
+        np.testing.assert_array_equal(kept_rows(rb, removed), expected, err_msg=str(trial))
+    assert kept_rows(np.empty(0, dtype=np.int64), np.arange(3)).shape == (0,)
+    # removed ids only below, only above, and on both ends of the block
+    rb = np.arange(10, 20)
+    for removed in (np.arange(0, 10), np.arange(20, 30), np.array([10, 19]), np.array([5, 25])):
+        np.testing.assert_array_equal(kept_rows(rb, removed), ~np.isin(rb, removed))

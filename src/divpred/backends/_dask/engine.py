@@ -46,11 +46,28 @@ def _prepare(X, y, classes=None) -> _Data:
     return _Data(X, y, np.asarray(classes))
 
 
+def kept_rows(rb: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Boolean mask (b,) of the rows ``rb`` (ascending row ids) that are not in ``removed``
+    (sorted, unique): ``~np.isin(rb, removed)``.
+
+    Only the removed ids between rb[0] and rb[-1] are looked up, by binary search: every pass
+    pays this per block, and ``np.isin`` reads all of ``removed`` (27 ms against 6 ms for a
+    250 000-row block beside 2.9 million removed rows).
+    """
+    keep = np.ones(rb.shape[0], dtype=bool)
+    if removed.size and rb.size:
+        inside = removed[np.searchsorted(removed, rb[0]):
+                         np.searchsorted(removed, rb[-1], side="right")]
+        pos = np.searchsorted(rb, inside)  # < b: every id inside is at most rb[-1]
+        keep[pos[rb[pos] == inside]] = False
+    return keep
+
+
 def _block_arrays(Xb, yb, rb, consts):
     """Kept rows of one block: (Xa float64, class indices)."""
     removed = consts["removed"]
     if removed.size:
-        keep = ~np.isin(rb, removed, assume_unique=True)
+        keep = kept_rows(rb, removed)
         Xb, yb = Xb[keep], yb[keep]
     classes = consts["classes"]
     idx = np.clip(np.searchsorted(classes, yb), 0, classes.shape[0] - 1)
@@ -85,7 +102,7 @@ def _map_task(func, Xb, yb, rb, consts):
         vals = func(Xb, yb, rb, consts)
         removed = consts["removed"]
         if removed.size:
-            out[~np.isin(rb, removed, assume_unique=True)] = vals
+            out[kept_rows(rb, removed)] = vals
         else:
             out[:] = vals
         return out
