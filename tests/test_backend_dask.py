@@ -237,3 +237,56 @@ def test_kept_rows_is_the_complement_of_isin_for_ascending_rows_with_gaps():
     rb = np.arange(10, 20)
     for removed in (np.arange(0, 10), np.arange(20, 30), np.array([10, 19]), np.array([5, 25])):
         np.testing.assert_array_equal(kept_rows(rb, removed), ~np.isin(rb, removed))
+
+
+def _rows_and_sum(Xb, yb, rb, c):
+    """A block function of both kinds: (sum of the kept rows' ids and X, per kept row [id, x0])."""
+    from divpred.backends._dask.engine import _kept_or_all
+
+    keep = _kept_or_all(rb, c)
+    rows, X = rb[keep].astype(np.float64), Xb[keep]
+    return np.array([rows.sum(), X.sum()]), np.stack([rows, X[:, 0]], axis=1)
+
+
+@pytest.mark.parametrize("with_client", [True, False])
+def test_reduce_with_rows_sums_the_kept_rows_and_keeps_them_in_place(client, with_client):
+    import dask.array as da
+
+    from divpred.backends._dask.engine import _prepare, _reduce, _reduce_with_rows
+
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(1000, 3)), rng.integers(0, 3, 1000)
+    data = _prepare(da.from_array(X, chunks=170), da.from_array(y, chunks=170))
+    data.removed = np.sort(rng.choice(1000, size=300, replace=False))
+    kept = np.setdiff1d(np.arange(1000), data.removed)
+    c = client if with_client else None
+    total, per_row = _reduce_with_rows(data, _rows_and_sum, 2, 2, {}, c)
+    # the same tree as _reduce's, so the same bits
+    np.testing.assert_array_equal(
+        total, _reduce(data, lambda *a: _rows_and_sum(*a)[0], 2, {}, c))
+    np.testing.assert_allclose(total, [kept.sum(), X[kept].sum()], rtol=1e-12)
+    got = np.asarray(per_row.compute(scheduler=client) if with_client else per_row.compute())
+    assert got.shape == (1000, 2)
+    assert np.isnan(got[data.removed]).all()
+    np.testing.assert_array_equal(got[kept], np.stack([kept, X[kept, 0]], axis=1))
+
+
+def test_fast1_scores_of_kept_rows_equal_numpy_on_them(client, problem):
+    """The stored per-row forms of the fast1 passes (pass 2 and 3) meet the right rows of the
+    map pass when rows are removed inside the blocks."""
+    from divpred.backends._dask.engine import _prepare
+    from divpred.backends._dask.influence import _delta
+
+    _, X, y, Xd, yd = problem
+    rng = np.random.default_rng(11)
+    removed = np.sort(rng.choice(len(y), size=len(y) // 4, replace=False))
+    kept = np.setdiff1d(np.arange(len(y)), removed)
+    model = MultinomialLogit(alpha=1e-3, damping=0.01).fit(X[kept], y[kept])
+    data = _prepare(Xd, yd, model.classes_)
+    data.removed = removed
+    scores, info = _delta(data, model, "fast1", client)
+    got = np.asarray(scores.compute(scheduler=client))
+    assert np.isnan(got[removed]).all()
+    expected, info_np = delta_scores(model, X[kept], y[kept], "fast1", return_info=True)
+    assert info["variance"] == pytest.approx(info_np["variance"], rel=RTOL)
+    _close(got[kept], expected)

@@ -95,17 +95,28 @@ def _reduce_task(func, Xb, yb, rb, consts):
         return func(Xb, yb, rb, consts)[None, :]
 
 
-def _map_task(func, Xb, yb, rb, consts):
+def _kept_or_all(rb, consts):
+    """The kept-row mask of a block, or a full slice when nothing is removed."""
+    removed = consts["removed"]
+    return kept_rows(rb, removed) if removed.size else slice(None)
+
+
+def _map_task(func, Xb, yb, rb, consts, *per_row):
     consts = aligned(consts)  # as in _reduce_task
     with sm._single_threaded_blas():
+        keep = _kept_or_all(rb, consts)
         out = np.full(Xb.shape[0], np.nan)
-        vals = func(Xb, yb, rb, consts)
-        removed = consts["removed"]
-        if removed.size:
-            out[kept_rows(rb, removed)] = vals
-        else:
-            out[:] = vals
+        out[keep] = func(Xb, yb, rb, consts, *(a[keep] for a in per_row))
         return out
+
+
+def _reduce_rows_task(func, Xb, yb, rb, consts):
+    consts = aligned(consts)  # as in _reduce_task
+    with sm._single_threaded_blas():
+        vec, vals = func(Xb, yb, rb, consts)
+        out = np.full((Xb.shape[0], *vals.shape[1:]), np.nan)
+        out[_kept_or_all(rb, consts)] = vals
+        return vec[None, :], out
 
 
 def _reduce(data: _Data, func, length: int, consts: dict, client=None) -> np.ndarray:
@@ -127,9 +138,39 @@ def _reduce(data: _Data, func, length: int, consts: dict, client=None) -> np.nda
     return np.asarray(_compute(total, client))
 
 
-def _map(data: _Data, func, consts: dict) -> da.Array:
-    """Per-row ``func(block) -> (rows,)`` as a lazy dask array (NaN for removed rows)."""
+def _reduce_with_rows(data: _Data, func, length: int, width: int, consts: dict,
+                      client=None) -> tuple[np.ndarray, da.Array]:
+    """(the sum over row blocks of ``func``'s first output (length,), its second output per
+    row, (n, width) with NaN for removed rows), from one read of the blocks.
+
+    ``func(block) -> ((length,), (kept rows, width))``. The per-row part stays on the workers
+    (persisted) for a later pass: it holds what that pass would otherwise recompute from the
+    block (the quadratic forms of the fast1 scores). The sum is the same tree as
+    :func:`_reduce`'s.
+    """
+    consts = dask.delayed(dict(consts, classes=data.classes, removed=data.removed), pure=True)
+    task = dask.delayed(_reduce_rows_task, nout=2, pure=True)
+    blocks = zip(data.X.to_delayed().ravel(), data.y.to_delayed().ravel(),
+                 data.rows.to_delayed().ravel(), data.X.chunks[0], strict=True)
+    sums, rows = [], []
+    for Xb, yb, rb, b in blocks:
+        vec, vals = task(func, Xb, yb, rb, consts)
+        sums.append(da.from_delayed(vec, (1, length), np.float64))
+        rows.append(da.from_delayed(vals, (b, width), np.float64))
+    total = da.concatenate(sums).sum(axis=0, split_every=SPLIT_EVERY)
+    total, per_row = (client.persist([total, da.concatenate(rows)]) if client is not None
+                      else dask.persist(total, da.concatenate(rows)))
+    return np.asarray(_compute(total, client)), per_row
+
+
+def _map(data: _Data, func, consts: dict, per_row: tuple[da.Array, ...] = ()) -> da.Array:
+    """Per-row ``func(block, *per_row blocks) -> (rows,)`` as a lazy dask array (NaN for
+    removed rows); ``per_row``: arrays with the row blocks of ``data`` (n, ...), given to
+    ``func`` at the kept rows."""
     consts = dict(consts, classes=data.classes, removed=data.removed)
+    extra = []
+    for a in per_row:
+        extra += [a, "i" + "lmn"[: a.ndim - 1]]
     return da.blockwise(
         _map_task, "i",
         func, None,
@@ -137,6 +178,7 @@ def _map(data: _Data, func, consts: dict) -> da.Array:
         data.y, "i",
         data.rows, "i",
         dask.delayed(consts, pure=True), None,
+        *extra,
         concatenate=True,
         dtype=np.float64,
     )

@@ -15,7 +15,16 @@ from ..._validation import MIN_POINTS
 from ...influence import InfluenceSummary
 from ...models import _softmax as sm
 from .alignment import aligned
-from .engine import SPLIT_EVERY, _block_state, _compute, _Data, _map, _prepare, _reduce
+from .engine import (
+    SPLIT_EVERY,
+    _block_state,
+    _compute,
+    _Data,
+    _map,
+    _prepare,
+    _reduce,
+    _reduce_with_rows,
+)
 
 FAST_METHODS = ("fast1", "self_influence")
 
@@ -66,14 +75,27 @@ def _row_dot(st: FittedState, v: np.ndarray) -> np.ndarray:
 
 
 def _pass2_block(Xb, yb, rb, c):
-    """[sum d', sum d'^2, sum d'_i g_i g_i^T (gram blocks), CG1, CG2] of one block.
+    """[sum d', sum d'^2, sum d'_i g_i g_i^T (gram blocks)] of one block (V's second pass)."""
+    return _pass2_terms(_block_state(Xb, yb, rb, c), c)[0]
+
+
+def _pass2_rows_block(Xb, yb, rb, c):
+    """:func:`_pass2_terms` with ``c["with_c"]``: the sums (as :func:`_pass2_block`, then CG1,
+    CG2) and, per kept row, [g_i^T H^{-1} g_i, g_i^T H^{-1} S H^{-1} g_i] (n, 2), the two
+    terms of the fast1 scores that need the quadratic forms of this pass."""
+    vec, dprime, tHSH, st = _pass2_terms(_block_state(Xb, yb, rb, c), c)
+    return vec, np.stack([dprime, np.einsum("na,na->n", st.R, tHSH)], axis=1)
+
+
+def _pass2_terms(st: FittedState, c):
+    """(the sums of :func:`_pass2_block` [, CG1, CG2 with ``c["with_c"]``], d' (n,),
+    xa_i . (A^T F_i)_a (n, B) or None, ``st``).
 
     With F_i = H^{-1} g_i: d'_i = g_i . F_i, and the class blocks of U1_i = -A^T F_i + d'_i F_i
     (A = S H^{-1}) and U2_i = F_i - H^{-1} col enter only as xa_i . (U_i)_a, which are
     contractions of the quadratic forms of H^{-1} and H^{-1} S H^{-1} with R_i
     (:func:`divpred.models._softmax.contract_forms`): no n x m array is formed.
     """
-    st = _block_state(Xb, yb, rb, c)
     B = st.B
     forms = _forms(st, c, ["Hinv", "HSH"] if c["with_c"] else ["Hinv"])
     tH = sm.contract_forms(forms[0], st.R)  # xa_i . (F_i)_a
@@ -81,6 +103,7 @@ def _pass2_block(Xb, yb, rb, c):
     ia, ib = np.triu_indices(B)
     A2 = sm._gram_upper(st.Xa, dprime[:, None] * (st.R[:, ia] * st.R[:, ib]))
     out = [np.array([dprime.sum(), np.sum(dprime * dprime)]), A2.ravel()]
+    tHSH = None
     if c["with_c"]:
         tHSH = sm.contract_forms(forms[1], st.R)  # xa_i . (A^T F_i)_a
         t1 = dprime[:, None] * tH - tHSH
@@ -89,14 +112,16 @@ def _pass2_block(Xb, yb, rb, c):
             # h_i u_i = (W_i (xa_i . (u_i)_a)_a) (x) xa_i
             hu = np.einsum("nab,nb->na", st.W, t)
             out.append((hu.T @ st.Xa).ravel())
-    return np.concatenate(out)
+    return np.concatenate(out), dprime, tHSH, st
 
 
 def _pass3_block(Xb, yb, rb, c):
-    """sum_i (Q^T W_i v_i) (x) xa_i of one block (the Hessian part of c, times n)."""
+    """sum_i (Q^T W_i v_i) (x) xa_i of one block (the Hessian part of c, times n), and
+    <M, h_i> per kept row (n, 1): the fast1 scores' term from the quadratic forms of M."""
     st = _block_state(Xb, yb, rb, c)
-    coef = sm.hessian_shift_coefficients(st.P, st.Q, _forms(st, c, ["M"])[0])
-    return (coef.T @ st.Xa).ravel()
+    Qd = _forms(st, c, ["M"])[0]
+    coef = sm.hessian_shift_coefficients(st.P, st.Q, Qd)
+    return (coef.T @ st.Xa).ravel(), np.einsum("nab,nab->n", Qd, st.W)[:, None]
 
 
 def _self_influence_block(Xb, yb, rb, c):
@@ -104,19 +129,20 @@ def _self_influence_block(Xb, yb, rb, c):
     return _gradient_form(st, _forms(st, c, ["Hinv"])[0])
 
 
-def _fast1_block(Xb, yb, rb, c):
+def _fast1_block(Xb, yb, rb, c, forms2, forms3):
     """fast1 delta(z) = V - V_{-z} for the kept rows of one block.
 
-    Every term is g_z . v for an m-vector v or g_z^T A g_z for A = H^{-1}, H^{-1} S H^{-1}
-    (from the quadratic forms of A, as in :func:`_pass2_block`), with <M, h_z> from those of M.
+    Every term is g_z . v for an m-vector v, g_z^T A g_z for A = H^{-1}, H^{-1} S H^{-1} or
+    <M, h_z>: the last three come from the passes that formed their quadratic forms,
+    ``forms2`` = [g^T H^{-1} g, g^T H^{-1} S H^{-1} g] (:func:`_pass2_rows_block`) and
+    ``forms3`` = [<M, h_z>] (:func:`_pass3_block`), (kept rows, 2) and (kept rows, 1), so
+    this pass computes only the probabilities and two products with the block.
     """
     st = _block_state(Xb, yb, rb, c)
     n = c["n"]
-    qH, qHSH, Qd = _forms(st, c, ["Hinv", "HSH", "M"])
-    dprime = _gradient_form(st, qH)
+    dprime, s = forms2[:, 0], forms2[:, 1]  # s = sum_j K_zj^2
+    qw = forms3[:, 0]
     r = -_row_dot(st, c["Hcol"])  # sum_j K_zj
-    s = _gradient_form(st, qHSH)  # sum_j K_zj^2
-    qw = np.einsum("nab,nab->n", Qd, st.W)  # <M, h_z>
     shift = _row_dot(st, c["Hc"]) / n
     renorm = (c["qw_mean"] - qw) / (n - 1.0)
     return pair_removal_delta(c["S1"], c["S2"], n, r + dprime, s - dprime**2, shift, renorm)
@@ -199,7 +225,10 @@ def _pass2(data: _Data, p1: _Pass1, *, with_c: bool, client=None):
     consts = {"theta": p1.theta, "Hinv": p1.Hinv, "with_c": with_c}
     if with_c:
         consts.update(HSH=p1.HSH, Hcol=p1.Hcol)
-    vec = _reduce(data, _pass2_block, length, consts, client)
+    if with_c:
+        vec, forms2 = _reduce_with_rows(data, _pass2_rows_block, length, 2, consts, client)
+    else:
+        vec = _reduce(data, _pass2_block, length, consts, client)
     sum_d, sum_d2 = vec[0], vec[1]
     A2 = sm._assemble_blocks(vec[2 : 2 + K * D * D].reshape(D, K * D), B)
     S1 = -float(p1.col @ p1.Hcol) + float(sum_d)
@@ -208,6 +237,7 @@ def _pass2(data: _Data, p1: _Pass1, *, with_c: bool, client=None):
     if with_c:
         off = 2 + K * D * D
         out["CG1"], out["CG2"] = vec[off : off + m], vec[off + m : off + 2 * m]
+        out["forms2"] = forms2
     return out
 
 
@@ -347,7 +377,9 @@ def _delta(data: _Data, model, method: str, client=None, sums: dict | None = Non
     M = 0.5 * (M + M.T)
     c_grad = -2.0 * (2.0 / N) * (p2["CG1"] + (S1 / N) * p2["CG2"])
     C, D = p1.theta.shape
-    c_hess = _reduce(data, _pass3_block, (C - 1) * D, {"theta": p1.theta, "M": M}, client) / n
+    c_hess, forms3 = _reduce_with_rows(data, _pass3_block, (C - 1) * D, 1,
+                                       {"theta": p1.theta, "M": M}, client)
+    c_hess = c_hess / n
     consts = {
         "theta": p1.theta, "Hinv": p1.Hinv, "HSH": p1.HSH, "Hcol": p1.Hcol, "M": M,
         "Hc": p1.Hinv @ (c_grad + c_hess), "n": float(n), "S1": S1, "S2": S2,
@@ -355,4 +387,4 @@ def _delta(data: _Data, model, method: str, client=None, sums: dict | None = Non
     }
     info = {"method": method, "variance": V, "n": n, "pair_sum": S1, "pair_sum_sq": S2,
             "train_loss": p1.loss_sum / n, "H_data": p1.H_data}
-    return _map(data, _fast1_block, consts), info
+    return _map(data, _fast1_block, consts, (p2["forms2"], forms3)), info
