@@ -150,8 +150,10 @@ def _reduce_with_rows(data: _Data, func, length: int, width: int, consts: dict,
     """
     consts = dask.delayed(dict(consts, classes=data.classes, removed=data.removed), pure=True)
     task = dask.delayed(_reduce_rows_task, nout=2, pure=True)
-    blocks = zip(data.X.to_delayed().ravel(), data.y.to_delayed().ravel(),
-                 data.rows.to_delayed().ravel(), data.X.chunks[0], strict=True)
+    # unoptimised: optimize_graph fuses the loading tasks under the blocks' own keys, which
+    # the scheduler then holds with two definitions beside a concurrent blockwise pass
+    blocks = zip(*(a.to_delayed(optimize_graph=False).ravel() for a in (data.X, data.y, data.rows)),
+                 data.X.chunks[0], strict=True)
     sums, rows = [], []
     for Xb, yb, rb, b in blocks:
         vec, vals = task(func, Xb, yb, rb, consts)
