@@ -110,13 +110,23 @@ def _map_task(func, Xb, yb, rb, consts, *per_row):
         return out
 
 
-def _reduce_rows_task(func, Xb, yb, rb, consts):
+def _reduce_rows_task(func, Xb, yb, rb, consts, length, width, rows_max):
+    """(1, length + width rows_max): func's sum, then its per-row part (b, width) with NaN
+    for removed rows, flattened and padded (one array per block, as blockwise needs)."""
     consts = aligned(consts)  # as in _reduce_task
     with sm._single_threaded_blas():
         vec, vals = func(Xb, yb, rb, consts)
-        out = np.full((Xb.shape[0], *vals.shape[1:]), np.nan)
-        out[_kept_or_all(rb, consts)] = vals
-        return vec[None, :], out
+        out = np.full((1, length + width * rows_max), np.nan)
+        out[0, :length] = vec
+        per_row = out[0, length : length + width * Xb.shape[0]].reshape(Xb.shape[0], width)
+        per_row[_kept_or_all(rb, consts)] = vals
+        return out
+
+
+def _rows_of(packed, length, width, block_info=None):
+    """The per-row part (b, width) of one block of :func:`_reduce_rows_task`'s output."""
+    b = block_info[None]["chunk-shape"][0]
+    return packed[0, length : length + width * b].reshape(b, width)
 
 
 def _reduce(data: _Data, func, length: int, consts: dict, client=None) -> np.ndarray:
@@ -146,22 +156,30 @@ def _reduce_with_rows(data: _Data, func, length: int, width: int, consts: dict,
     ``func(block) -> ((length,), (kept rows, width))``. The per-row part stays on the workers
     (persisted) for a later pass: it holds what that pass would otherwise recompute from the
     block (the quadratic forms of the fast1 scores). The sum is the same tree as
-    :func:`_reduce`'s.
+    :func:`_reduce`'s, and the graph has ``_reduce``'s shape (one blockwise over the blocks),
+    so that both are optimised alike: the blocks' keys keep one definition on a scheduler
+    that runs them side by side (with ``to_delayed`` they did not: distributed warned of
+    a different ``run_spec`` per block).
     """
-    consts = dask.delayed(dict(consts, classes=data.classes, removed=data.removed), pure=True)
-    task = dask.delayed(_reduce_rows_task, nout=2, pure=True)
-    # unoptimised: optimize_graph fuses the loading tasks under the blocks' own keys, which
-    # the scheduler then holds with two definitions beside a concurrent blockwise pass
-    blocks = zip(*(a.to_delayed(optimize_graph=False).ravel() for a in (data.X, data.y, data.rows)),
-                 data.X.chunks[0], strict=True)
-    sums, rows = [], []
-    for Xb, yb, rb, b in blocks:
-        vec, vals = task(func, Xb, yb, rb, consts)
-        sums.append(da.from_delayed(vec, (1, length), np.float64))
-        rows.append(da.from_delayed(vals, (b, width), np.float64))
-    total = da.concatenate(sums).sum(axis=0, split_every=SPLIT_EVERY)
-    total, per_row = (client.persist([total, da.concatenate(rows)]) if client is not None
-                      else dask.persist(total, da.concatenate(rows)))
+    consts = dict(consts, classes=data.classes, removed=data.removed)
+    rows_max = max(data.X.chunks[0])
+    packed = da.blockwise(
+        _reduce_rows_task, "ik",
+        func, None,
+        data.X, "ij",
+        data.y, "i",
+        data.rows, "i",
+        dask.delayed(consts, pure=True), None,
+        length, None, width, None, rows_max, None,
+        new_axes={"k": length + width * rows_max},
+        adjust_chunks={"i": 1},
+        concatenate=True,
+        dtype=np.float64,
+    )
+    packed = client.persist(packed) if client is not None else packed.persist()
+    total = packed[:, :length].sum(axis=0, split_every=SPLIT_EVERY)
+    per_row = packed.map_blocks(_rows_of, length, width, chunks=(data.X.chunks[0], (width,)),
+                                dtype=np.float64)
     return np.asarray(_compute(total, client)), per_row
 
 
