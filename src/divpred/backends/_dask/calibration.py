@@ -37,7 +37,7 @@ import numpy as np
 from ...calibration import LEVELS, pit_given_uniforms
 from ...models import _softmax as sm
 from .alignment import aligned
-from .engine import SPLIT_EVERY, _block_arrays, _compute, _Data, kept_rows
+from .engine import SPLIT_EVERY, _block_arrays, _compute, _Data, _kept_or_all
 from .fit import fit_multinomial
 from .lockstep import run_lockstep
 
@@ -176,8 +176,7 @@ def _fold_pass_task(Xb, yb, rb, fb, c):
         Xa, yidx = _block_arrays(Xb, yb, rb, c)
         removed = c["removed"]
         first_kept = int(rb[0]) - int(np.searchsorted(removed, rb[0])) if rb.size else 0
-        if removed.size:
-            fb = fb[kept_rows(rb, removed)]
+        fb = fb[_kept_or_all(rb, c)]
         Q = c["Q"]
         out = []
         if c["hessian_at"] is not None:

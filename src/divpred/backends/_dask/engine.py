@@ -65,10 +65,8 @@ def kept_rows(rb: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 def _block_arrays(Xb, yb, rb, consts):
     """Kept rows of one block: (Xa float64, class indices)."""
-    removed = consts["removed"]
-    if removed.size:
-        keep = kept_rows(rb, removed)
-        Xb, yb = Xb[keep], yb[keep]
+    keep = _kept_or_all(rb, consts)
+    Xb, yb = Xb[keep], yb[keep]
     classes = consts["classes"]
     idx = np.clip(np.searchsorted(classes, yb), 0, classes.shape[0] - 1)
     if np.any(classes[idx] != yb):

@@ -83,13 +83,14 @@ def _pass2_rows_block(Xb, yb, rb, c):
     """:func:`_pass2_terms` with ``c["with_c"]``: the sums (as :func:`_pass2_block`, then CG1,
     CG2) and, per kept row, [g_i^T H^{-1} g_i, g_i^T H^{-1} S H^{-1} g_i] (n, 2), the two
     terms of the fast1 scores that need the quadratic forms of this pass."""
-    vec, dprime, tHSH, st = _pass2_terms(_block_state(Xb, yb, rb, c), c)
+    st = _block_state(Xb, yb, rb, c)
+    vec, dprime, tHSH = _pass2_terms(st, c)
     return vec, np.stack([dprime, np.einsum("na,na->n", st.R, tHSH)], axis=1)
 
 
 def _pass2_terms(st: FittedState, c):
     """(the sums of :func:`_pass2_block` [, CG1, CG2 with ``c["with_c"]``], d' (n,),
-    xa_i . (A^T F_i)_a (n, B) or None, ``st``).
+    xa_i . (A^T F_i)_a (n, B) or None).
 
     With F_i = H^{-1} g_i: d'_i = g_i . F_i, and the class blocks of U1_i = -A^T F_i + d'_i F_i
     (A = S H^{-1}) and U2_i = F_i - H^{-1} col enter only as xa_i . (U_i)_a, which are
@@ -112,7 +113,7 @@ def _pass2_terms(st: FittedState, c):
             # h_i u_i = (W_i (xa_i . (u_i)_a)_a) (x) xa_i
             hu = np.einsum("nab,nb->na", st.W, t)
             out.append((hu.T @ st.Xa).ravel())
-    return np.concatenate(out), dprime, tHSH, st
+    return np.concatenate(out), dprime, tHSH
 
 
 def _pass3_block(Xb, yb, rb, c):
@@ -225,7 +226,6 @@ def _pass2(data: _Data, p1: _Pass1, *, with_c: bool, client=None):
     consts = {"theta": p1.theta, "Hinv": p1.Hinv, "with_c": with_c}
     if with_c:
         consts.update(HSH=p1.HSH, Hcol=p1.Hcol)
-    if with_c:
         vec, forms2 = _reduce_with_rows(data, _pass2_rows_block, length, 2, consts, client)
     else:
         vec = _reduce(data, _pass2_block, length, consts, client)
@@ -381,7 +381,7 @@ def _delta(data: _Data, model, method: str, client=None, sums: dict | None = Non
                                        {"theta": p1.theta, "M": M}, client)
     c_hess = c_hess / n
     consts = {
-        "theta": p1.theta, "Hinv": p1.Hinv, "HSH": p1.HSH, "Hcol": p1.Hcol, "M": M,
+        "theta": p1.theta, "Hcol": p1.Hcol,
         "Hc": p1.Hinv @ (c_grad + c_hess), "n": float(n), "S1": S1, "S2": S2,
         "qw_mean": float(np.sum(M * p1.H_data)),
     }
